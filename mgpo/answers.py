@@ -1,0 +1,85 @@
+"""Reading the chosen option out of model text. One extractor for infer, eval and the training reward.
+
+First the LAST ``\\boxed{...}`` (the paper's rule); only when there is none, a short list of strict fallbacks, each
+anchored so that a stray capital letter in prose is never taken for an answer.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+LETTERS = string.ascii_uppercase
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` in text, braces balanced; None when there is none."""
+    start = text.rfind("\\boxed{")
+    while start >= 0:
+        depth, i = 0, start + len("\\boxed")
+        for j in range(i, len(text)):
+            if text[j] == "{":
+                depth += 1
+            elif text[j] == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[i + 1 : j].strip()
+        start = text.rfind("\\boxed{", 0, start)  # unclosed: try an earlier one
+    return None
+
+
+def letter_of(content: str, choices: list[str] | None = None) -> str | None:
+    """Normalise an answer span to an option letter: 'C', '(c)', 'C. red', '\\text{C}', or the option's text."""
+    content = re.sub(r"\\text\{([^{}]*)\}", r"\1", content).strip().strip("$ ").strip()
+    n = len(choices) if choices else 5
+    valid = LETTERS[: max(n, 1)]
+    m = re.fullmatch(r"\(?([A-Za-z])\)?(?:[.:)]\s*.*)?", content, re.DOTALL)
+    if m and m.group(1).upper() in valid and (len(content) == 1 or not content[1:2].isalpha()):
+        return m.group(1).upper()
+    if choices:
+        norm = _norm(content)
+        for i, choice in enumerate(choices):
+            if norm and norm == _norm(choice):
+                return LETTERS[i]
+    return None
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().strip(".").lower())
+
+
+_FALLBACKS: list[tuple[str, re.Pattern[str]]] = [
+    ("answer-tag", re.compile(r"<answer>\s*\(?([A-Z])\)?\s*</answer>", re.IGNORECASE)),
+    ("answer-is", re.compile(r"answer\s+is\s*:?\s*\(?([A-Z])\)?(?![A-Za-z])", re.IGNORECASE)),
+    ("answer-colon", re.compile(r"(?:^|\n)\s*(?:final\s+)?answer\s*:\s*\(?([A-Z])\)?(?![A-Za-z])", re.IGNORECASE)),
+    ("parenthesised", re.compile(r"^\s*\(([A-Z])\)(?:\s|[.:]|$)")),
+    ("bare-letter", re.compile(r"^\s*([A-Z])\s*[.)]?\s*$")),
+]
+
+
+def extract_answer(text: str, choices: list[str] | None = None, fallbacks: bool = True) -> tuple[str | None, str]:
+    """Return (letter or None, how it was found): 'boxed', a fallback's name, or 'none'."""
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return letter_of(boxed, choices), "boxed"
+    if not fallbacks:
+        return None, "none"
+    valid = LETTERS[: len(choices)] if choices else LETTERS[:5]
+    for name, pattern in _FALLBACKS:
+        found = [m.group(1).upper() for m in pattern.finditer(text)]
+        found = [f for f in found if f in valid]
+        if found:
+            return found[-1], name
+    if choices:
+        letter = letter_of(text, choices)
+        if letter:
+            return letter, "option-text"
+    return None, "none"
+
+
+def is_correct(answer: str | None, ground_truth: str | None) -> bool | None:
+    """Case-insensitive letter match; None when there is no ground truth to judge against."""
+    if ground_truth is None or str(ground_truth).strip() == "":
+        return None
+    gt = str(ground_truth).strip().strip("()").upper()
+    return answer is not None and answer.upper() == gt

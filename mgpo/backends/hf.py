@@ -1,0 +1,217 @@
+"""transformers backend: Qwen2.5-VL (or any model whose processor follows the same chat/image contract).
+
+Batched, left-padded ``generate``; greedy unless sampling is asked for; vision special tokens suppressed so a sampled
+placeholder can never desynchronise image features; ``mm_token_type_ids`` from the processor passed through so
+M-RoPE gets real 3-D positions.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
+from mgpo.errors import ModelLoadError
+
+VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}[dtype]  # fmt: skip
+    except KeyError:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
+
+
+def load_processor(model_id: str, min_pixels: int, max_pixels: int):
+    """The model's processor, left-padded, with its image limits set to the protocol's rounding limits."""
+    from transformers import AutoProcessor
+
+    _check_local(model_id)
+    try:
+        processor = AutoProcessor.from_pretrained(model_id, padding_side="left")
+    except Exception as exc:
+        raise ModelLoadError(_load_message(model_id, exc)) from exc
+    if not hasattr(processor, "image_processor"):
+        raise ModelLoadError(f"{model_id}: its processor takes no images; give a vision-language model")
+    processor.tokenizer.padding_side = "left"
+    ip = processor.image_processor
+    ip.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+    for attr, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+        if hasattr(ip, attr):
+            setattr(ip, attr, value)
+    return processor
+
+
+def _check_local(model_id: str) -> None:
+    path = Path(model_id)
+    looks_local = model_id.startswith((".", "/", "~")) or path.exists() or model_id.count("/") > 1
+    if looks_local:
+        if not path.expanduser().is_dir():
+            raise ModelLoadError(f"{model_id}: model directory not found; check the path or run `mgpo tiny-model DIR`")
+        if not (path.expanduser() / "config.json").is_file():
+            raise ModelLoadError(f"{model_id}: no config.json in this directory; it is not a saved model")
+
+
+def _load_message(model_id: str, exc: Exception) -> str:
+    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return (
+        f"cannot load model {model_id!r} ({detail}); give a local model directory, or a Hub id "
+        "with network access or a filled HF cache"
+    )
+
+
+class HFBackend:
+    """Holds a transformers model and its processor; generates batches of chat turns."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        attn_implementation: str | None = None,
+        batch_size: int = 8,
+        processor_min_pixels: int = 3136,
+        processor_max_pixels: int = 12_845_056,
+        sampling: dict[str, Any] | None = None,
+    ):
+        import torch
+        from transformers import AutoModelForImageTextToText
+
+        self.model_id = model_id
+        self.device = resolve_device(device)
+        self.batch_size = max(1, batch_size)
+        self.sampling = sampling or {}
+        self.processor = load_processor(model_id, processor_min_pixels, processor_max_pixels)
+        kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype, self.device)}
+        if attn_implementation:
+            kwargs["attn_implementation"] = attn_implementation
+        elif self.device.startswith("cuda"):
+            kwargs["attn_implementation"] = "sdpa"
+        try:
+            self.model = AutoModelForImageTextToText.from_pretrained(model_id, **kwargs)
+        except Exception as exc:
+            raise ModelLoadError(_load_message(model_id, exc)) from exc
+        self.model.to(self.device).eval()
+        tok = self.processor.tokenizer
+        self.suppress = sorted({i for t in VISION_TOKENS if (i := tok.convert_tokens_to_ids(t)) is not None and i >= 0})
+        gen_cfg = self.model.generation_config
+        eos = gen_cfg.eos_token_id if gen_cfg.eos_token_id is not None else tok.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else next(iter(self.eos_ids))
+        self._torch = torch
+
+    def default_max_new_tokens(self) -> int:
+        return self.model.generation_config.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+
+    # -----------------------------------------------------------------------------------------------------------
+
+    def generate(self, requests: list[Request]) -> list[Generation]:
+        results: list[Generation | None] = [None] * len(requests)
+        # similar lengths batch together: less padding, and the longest prompts run first
+        order = sorted(range(len(requests)), key=lambda i: -_length_hint(requests[i]))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            try:
+                outs = self._generate_batch([requests[i] for i in chunk])
+            except Exception:
+                # isolate the failure: one bad sample must not take the others' answers with it
+                outs = []
+                for i in chunk:
+                    try:
+                        outs.extend(self._generate_batch([requests[i]]))
+                    except Exception as exc:
+                        outs.append(Generation("", error=f"generation failed: {_one_line(exc)}"))
+            for i, gen in zip(chunk, outs, strict=True):
+                results[i] = gen
+        return [r for r in results if r is not None]
+
+    def _generate_batch(self, batch: list[Request]) -> list[Generation]:
+        torch = self._torch
+        start = time.perf_counter()
+        inputs = render_inputs(self.processor, [r.messages for r in batch]).to(self.device)
+        max_new = max(r.max_new_tokens or self.default_max_new_tokens() for r in batch)
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new,
+            "do_sample": False,
+            "temperature": None,
+            "top_p": None,
+            "top_k": None,
+            "repetition_penalty": 1.0,
+            "suppress_tokens": self.suppress,
+            "pad_token_id": self.pad_id,
+        }
+        gen_kwargs.update(self.sampling)
+        with torch.inference_mode():
+            sequences = self.model.generate(**inputs, **gen_kwargs)
+        prompt_len = inputs["input_ids"].shape[1]
+        new_tokens = sequences[:, prompt_len:].tolist()
+        seconds = (time.perf_counter() - start) / len(batch)
+        out = []
+        for row, req, mask in zip(new_tokens, batch, inputs["attention_mask"], strict=True):
+            cap = req.max_new_tokens or max_new
+            ids = _until_eos(row[:cap], self.eos_ids, self.pad_id)
+            text = self.processor.tokenizer.decode(ids, skip_special_tokens=True)
+            n_out = len(ids) + (1 if len(ids) < len(row[:cap]) and row[len(ids)] in self.eos_ids else 0)
+            out.append(Generation(text, output_tokens=n_out, prompt_tokens=int(mask.sum()), seconds=seconds))
+        return out
+
+
+def render_inputs(processor, conversations: list[list[dict[str, Any]]]):
+    """Chat-template, tokenise and process a batch of conversations (left-padded, images expanded)."""
+    kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": True, "return_dict": True,
+                              "return_tensors": "pt"}  # fmt: skip
+    if _TAKES_PROCESSOR_KWARGS.setdefault(type(processor), _takes_processor_kwargs(processor)):
+        kwargs["processor_kwargs"] = {"padding": True}
+    else:  # older transformers take processor options directly
+        kwargs["padding"] = True
+    return processor.apply_chat_template(conversations, **kwargs)
+
+
+_TAKES_PROCESSOR_KWARGS: dict[type, bool] = {}
+
+
+def _takes_processor_kwargs(processor) -> bool:
+    import inspect
+
+    return "processor_kwargs" in inspect.signature(processor.apply_chat_template).parameters
+
+
+def _until_eos(ids: list[int], eos: set[int], pad: int) -> list[int]:
+    for i, t in enumerate(ids):
+        if t in eos or t == pad:
+            return ids[:i]
+    return ids
+
+
+def _length_hint(req: Request) -> int:
+    total = 0
+    for m in req.messages:
+        for part in m["content"]:
+            if part["type"] == "text":
+                total += len(part["text"])
+            else:
+                total += part["image"].width * part["image"].height // 784  # ~ its visual tokens
+    return total
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

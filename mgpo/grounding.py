@@ -1,0 +1,212 @@
+"""The box: parse it from model text, validate it in the model frame, map it to original pixels. Pure functions.
+
+Strict parsing is the reference's rule (spec §2): the first ```json fenced block that decodes to a non-empty list of
+dicts; in it, the first entry whose ``bbox_2d`` is four ints and whose ``label`` is a string. Lenient parsing also
+accepts what models commonly emit instead, and records each acceptance so that nothing is silently forgiven.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+
+from mgpo.types import Box
+
+MIN_BOX_SIDE = 28  # a valid box is strictly wider and taller than this, in model-frame pixels
+MAX_BOX_ASPECT = 100  # and its aspect ratio is strictly below this
+NORMALIZED_RANGE = 1000  # Qwen2-VL / Qwen3-VL emit coordinates in [0, 1000]
+
+_FENCE = re.compile(r"```([A-Za-z0-9_-]*)[ \t]*\n?(.*?)```", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ParsedBox:
+    """A box as the model wrote it, where its text ends, and any lenient acceptances."""
+
+    box: Box
+    label: str | None
+    end: int  # index just past the block; text after it is cut from the turn
+    notes: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parsing
+
+
+def parse_box(text: str, lenient: bool = False) -> ParsedBox | None:
+    """Find the model's box in ``text``; None when there is none. Never raises."""
+    if not isinstance(text, str):
+        return None
+    try:
+        found = _parse_strict(text)
+        if found is None and lenient:
+            found = _parse_lenient(text)
+        return found
+    except (RecursionError, ValueError, OverflowError):  # pathological input: treat as "no box"
+        return None
+
+
+def _parse_strict(text: str) -> ParsedBox | None:
+    for match in _FENCE.finditer(text):
+        if match.group(1).lower() != "json":
+            continue
+        data = _loads(match.group(2))
+        if isinstance(data, list) and data and all(isinstance(d, dict) for d in data):
+            for entry in data:
+                coords = entry.get("bbox_2d")
+                if _is_int_quad(coords) and isinstance(entry.get("label"), str):
+                    return ParsedBox(Box.of(coords), entry["label"], match.end())
+            return None  # the reference looks no further than the first list-of-dicts block
+    return None
+
+
+def _parse_lenient(text: str) -> ParsedBox | None:
+    candidates: list[tuple[object, int, tuple[str, ...]]] = []
+    for match in _FENCE.finditer(text):
+        note = () if match.group(1).lower() == "json" else ("fence not tagged json",)
+        candidates.append((_loads(match.group(2)), match.end(), note))
+    candidates.extend((data, end, ("unfenced JSON",)) for data, end in _scan_json(text))
+    for data, end, notes in candidates:
+        entries = [data] if isinstance(data, dict) else data if isinstance(data, list) else []
+        if isinstance(data, dict):
+            notes = (*notes, "JSON object instead of a list")
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            coords = entry.get("bbox_2d")
+            if not _is_number_quad(coords):
+                continue
+            extra = notes
+            if not _is_int_quad(coords):
+                extra = (*extra, "float coordinates")
+            label = entry.get("label")
+            if not isinstance(label, str):
+                extra, label = (*extra, "missing label"), None
+            return ParsedBox(Box.of(float(c) for c in coords), label, end, extra)
+    return None
+
+
+def _scan_json(text: str, limit: int = 64):
+    """Yield (value, end) for JSON lists/objects starting anywhere in text, outermost first."""
+    decoder = json.JSONDecoder()
+    pos, seen = 0, 0
+    while seen < limit:
+        starts = [i for i in (text.find("[", pos), text.find("{", pos)) if i >= 0]
+        if not starts:
+            return
+        start = min(starts)
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except (json.JSONDecodeError, RecursionError):
+            pos = start + 1
+            continue
+        seen += 1
+        yield value, end
+        pos = end
+
+
+def _loads(payload: str) -> object:
+    try:
+        return json.loads(payload)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+
+
+def _is_int_quad(values: object) -> bool:
+    return isinstance(values, list) and len(values) == 4 and all(type(v) is int for v in values)
+
+
+def _is_number_quad(values: object) -> bool:
+    return (
+        isinstance(values, list)
+        and len(values) == 4
+        and all(type(v) in (int, float) and math.isfinite(v) for v in values)
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Validation, in the model frame
+
+
+def to_frame_pixels(box: Box, frame: tuple[int, int], coords: str) -> Box:
+    """Express a model box in pixels of the frame the model saw (a no-op for 'resized-pixels')."""
+    if coords == "resized-pixels":
+        return box
+    if coords == "normalized-1000":
+        sx, sy = frame[0] / NORMALIZED_RANGE, frame[1] / NORMALIZED_RANGE
+        return Box(box.x1 * sx, box.y1 * sy, box.x2 * sx, box.y2 * sy)
+    raise ValueError(f"unknown coordinate convention {coords!r}; use 'resized-pixels' or 'normalized-1000'")
+
+
+def check_box(box: Box, frame: tuple[int, int]) -> str | None:
+    """Why ``box`` (frame pixels) is invalid under the reference's rules, or None if it is valid."""
+    w, h = frame
+    if not (box.x1 < box.x2 and box.y1 < box.y2):
+        return "empty or inverted box (needs x1 < x2 and y1 < y2)"
+    if box.x1 < 0 or box.y1 < 0 or box.x2 > w or box.y2 > h:
+        return f"box outside the {w}x{h} image"
+    if box.width <= MIN_BOX_SIDE or box.height <= MIN_BOX_SIDE:
+        return f"box too small ({box.width:g}x{box.height:g}, each side must exceed {MIN_BOX_SIDE} px)"
+    if max(box.width / box.height, box.height / box.width) >= MAX_BOX_ASPECT:
+        return f"box aspect ratio over {MAX_BOX_ASPECT}:1"
+    return None
+
+
+def clamp_box(box: Box, frame: tuple[int, int]) -> Box | None:
+    """Clip a box into the frame and grow it to the minimum side and aspect; None when it misses the frame."""
+    w, h = frame
+    x1, x2 = sorted((box.x1, box.x2))
+    y1, y2 = sorted((box.y1, box.y2))
+    if x2 < 0 or y2 < 0 or x1 > w or y1 > h:
+        return None
+    x1, x2 = _grow(max(x1, 0.0), min(x2, float(w)), MIN_BOX_SIDE + 1, w)
+    y1, y2 = _grow(max(y1, 0.0), min(y2, float(h)), MIN_BOX_SIDE + 1, h)
+    # then widen the short side until the aspect ratio is under the limit
+    if (x2 - x1) * (MAX_BOX_ASPECT - 1) < (y2 - y1):
+        x1, x2 = _grow(x1, x2, (y2 - y1) / (MAX_BOX_ASPECT - 1), w)
+    if (y2 - y1) * (MAX_BOX_ASPECT - 1) < (x2 - x1):
+        y1, y2 = _grow(y1, y2, (x2 - x1) / (MAX_BOX_ASPECT - 1), h)
+    return Box(x1, y1, x2, y2)
+
+
+def _grow(lo: float, hi: float, size: float, limit: float) -> tuple[float, float]:
+    """Grow [lo, hi] around its centre to at least ``size``, shifted to stay inside [0, limit]."""
+    size = min(size, limit)
+    if hi - lo >= size:
+        return lo, hi
+    centre = (lo + hi) / 2
+    lo = min(max(centre - size / 2, 0.0), limit - size)
+    return lo, lo + size
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Mapping to the original image
+
+
+def map_to_original(box: Box, frame: tuple[int, int], region: list[int]) -> list[int]:
+    """Map a frame-pixel box to original pixels: x_orig = x0 + int(x / W_frame * W_region) (spec §3).
+
+    ``region`` is the part of the original image that was shown, in original pixels (the whole image on turn 1,
+    the previous crop on later turns). The result is clipped to the region and is at least 1 px a side.
+    """
+    fw, fh = frame
+    rx1, ry1, rx2, ry2 = region
+    rw, rh = rx2 - rx1, ry2 - ry1
+    x1 = rx1 + int(box.x1 / fw * rw)
+    y1 = ry1 + int(box.y1 / fh * rh)
+    x2 = rx1 + int(box.x2 / fw * rw)
+    y2 = ry1 + int(box.y2 / fh * rh)
+    x1, y1 = min(max(x1, rx1), rx2 - 1), min(max(y1, ry1), ry2 - 1)
+    x2, y2 = min(max(x2, x1 + 1), rx2), min(max(y2, y1 + 1), ry2)
+    return [x1, y1, x2, y2]
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    """Intersection over union of two [x1, y1, x2, y2] boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

@@ -1,0 +1,184 @@
+"""Loading images safely and resizing them the way the protocol does. Pure PIL; no model, no prompts.
+
+Two resizes decide the frame the model's coordinates live in (spec §3): the protocol's pre-resize into
+[min_pixels, max_pixels] (``pre_resize``), then the processor's rounding to multiples of 28 (``model_frame``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+from mgpo.errors import ImageError
+
+PATCH_FACTOR = 28  # patch_size 14 * spatial merge 2: Qwen2/2.5-VL's rounding unit
+MIN_SIDE = 28  # smaller images or crops crash the Qwen processor
+MAX_ASPECT = 200  # smart_resize raises above this
+DEFAULT_MAX_IMAGE_PIXELS = 300_000_000  # decompression-bomb guard, configurable per call
+
+RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_image(source: Image.Image | str | Path | bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Open any common image as upright 8-bit RGB, or raise ImageError with a one-line reason."""
+    name = "<image>" if isinstance(source, Image.Image | bytes) else str(source)
+    if isinstance(source, Image.Image):
+        image = source
+        _check_pixels(image.size, max_pixels, name)
+    else:
+        image = _open(source, max_pixels, name)
+    try:
+        image = ImageOps.exif_transpose(image)
+        image = to_rgb(image)
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated data surfaces here, at decode time
+        raise ImageError(f"{name}: cannot decode image ({_short(exc)}); re-save it as PNG or JPEG") from exc
+    check_shape(image.size, name)
+    return image
+
+
+def _open(source: str | Path | bytes, max_pixels: int, name: str) -> Image.Image:
+    if isinstance(source, bytes):
+        fh: io.BytesIO | Path = io.BytesIO(source)
+    else:
+        fh = Path(source)
+        if not fh.exists():
+            raise ImageError(f"{name}: no such file; check the path")
+        if fh.is_dir():
+            raise ImageError(f"{name}: is a directory, not an image file")
+        if fh.stat().st_size == 0:
+            raise ImageError(f"{name}: file is empty (0 bytes); give a PNG, JPEG or other image file")
+    saved = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None  # our own limit below is the one that applies, and it is configurable
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(fh)
+            _check_pixels(image.size, max_pixels, name)
+            image.load()
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name}: not an image file Pillow can read; give a PNG, JPEG, WebP, TIFF or BMP") from exc
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{name}: cannot decode image ({_short(exc)}); the file may be truncated or corrupt") from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    return image
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:
+    w, h = size
+    if w * h > max_pixels:
+        raise ImageError(
+            f"{name}: {w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,}; "
+            "downscale it or raise the limit (--max-image-pixels)"
+        )
+
+
+def check_shape(size: tuple[int, int], name: str = "<image>") -> None:
+    """Reject images the Qwen processor cannot take: a side under 28 px or an aspect ratio over 200:1."""
+    w, h = size
+    if min(w, h) < MIN_SIDE:
+        raise ImageError(f"{name}: image is {w}x{h} px; each side must be at least {MIN_SIDE} px, upscale it first")
+    if max(w, h) / min(w, h) > MAX_ASPECT:
+        raise ImageError(
+            f"{name}: aspect ratio {max(w, h) / min(w, h):.0f}:1 exceeds {MAX_ASPECT}:1, which Qwen-VL processors "
+            "reject; crop or pad the image"
+        )
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB: alpha composited on white, 16/32-bit rescaled rather than clipped."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        lo, hi = (0.0, 65535.0) if image.mode.startswith("I;16") else (float(arr.min()), float(arr.max()))
+        arr = np.clip((arr - lo) / max(hi - lo, 1e-9) * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resizing
+
+
+def pre_resize_size(size: tuple[int, int], min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """The reference's first resize: scale by sqrt(limit/area) and truncate, keeping the aspect ratio."""
+    w, h = size
+    if w * h > max_pixels:
+        f = math.sqrt(max_pixels / (w * h))
+        w, h = int(w * f), int(h * f)
+    if w * h < min_pixels:
+        f = math.sqrt(min_pixels / (w * h))
+        w, h = int(w * f), int(h * f)
+    return max(w, 1), max(h, 1)
+
+
+def pre_resize(image: Image.Image, min_pixels: int, max_pixels: int, resampling: str = "nearest") -> Image.Image:
+    """Resize into [min_pixels, max_pixels] as the reference does (a plain PIL resize)."""
+    size = pre_resize_size(image.size, min_pixels, max_pixels)
+    if size == image.size:
+        return image
+    return image.resize(size, RESAMPLING[resampling])
+
+
+def model_frame(size: tuple[int, int], min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """The (w, h) the processor turns an image of ``size`` into: transformers' smart_resize, factor 28."""
+    w, h = size
+    fh, fw = smart_resize(h, w, factor=PATCH_FACTOR, min_pixels=min_pixels, max_pixels=max_pixels)
+    return fw, fh
+
+
+def visual_tokens(frame: tuple[int, int]) -> int:
+    """Number of image-pad tokens Qwen2/2.5-VL spends on an image of this frame (one per 28x28 cell)."""
+    return (frame[0] // PATCH_FACTOR) * (frame[1] // PATCH_FACTOR)
+
+
+def fit_side_limits(size: tuple[int, int]) -> tuple[int, int]:
+    """Grow a size so that each side is at least 28 px and the aspect ratio at most 200:1."""
+    w, h = max(size[0], MIN_SIDE), max(size[1], MIN_SIDE)
+    if w > h * MAX_ASPECT:
+        h = math.ceil(w / MAX_ASPECT)
+    if h > w * MAX_ASPECT:
+        w = math.ceil(h / MAX_ASPECT)
+    return w, h
+
+
+def crop(image: Image.Image, box: list[int]) -> Image.Image:
+    """Cut ``box`` (original pixels, [x1, y1, x2, y2]) out of the original image."""
+    return image.crop(tuple(box))
+
+
+def resize_crop(crop_image: Image.Image, min_pixels: int, max_pixels: int, resampling: str = "nearest") -> Image.Image:
+    """Bring a crop into the pixel limits like the full image, never below 28 px a side or past 200:1."""
+    size = fit_side_limits(pre_resize_size(crop_image.size, min_pixels, max_pixels))
+    if size == crop_image.size:
+        return crop_image
+    return crop_image.resize(size, RESAMPLING[resampling])

@@ -1,0 +1,51 @@
+"""One image and one question through the engine: what `mgpo infer` and `mgpo demo` call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from mgpo import imaging
+from mgpo.backends import make_backend
+from mgpo.engine import Engine
+from mgpo.protocol import ProtocolConfig
+from mgpo.types import Sample, Trajectory
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+
+
+def build_engine(
+    backend: str = "hf",
+    model: str | None = DEFAULT_MODEL,
+    protocol: ProtocolConfig | None = None,
+    responses: str | Path | list[dict] | None = None,
+    max_image_pixels: int | None = None,
+    **backend_options: Any,
+) -> Engine:
+    """A ready Engine: the named backend loaded with the model, under the protocol (paper by default)."""
+    cfg = protocol or ProtocolConfig.paper()
+    be = make_backend(backend, model, protocol=cfg, responses=responses, **backend_options)
+    return Engine(be, cfg, max_image_pixels=max_image_pixels)
+
+
+def load_input(image: str | Path | Image.Image, max_image_pixels: int | None = None) -> Image.Image:
+    """Validate and load the input image up front, so a bad file fails before a model is loaded."""
+    return imaging.load_image(image, max_image_pixels or imaging.DEFAULT_MAX_IMAGE_PIXELS)
+
+
+def infer(
+    engine: Engine,
+    image: str | Path | Image.Image,
+    question: str,
+    choices: list[str] | None = None,
+    ground_truth: str | None = None,
+    sample_id: str | None = None,
+) -> Trajectory:
+    """Run one sample; the trajectory records the image path when one was given."""
+    original = image if isinstance(image, Image.Image) else load_input(image, engine.max_image_pixels)
+    traj = engine.run_one(Sample(original, question, list(choices or []), ground_truth, id=sample_id))
+    if not isinstance(image, Image.Image):
+        traj.image_path = str(image)
+    return traj
