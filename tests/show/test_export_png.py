@@ -27,10 +27,10 @@ def test_boxes_are_where_the_trajectory_says(eval_run, tmp_path):
         assert abs(width - original.width * scale) < 1 and abs(height - original.height * scale) < 1
 
         # the original really is there: its own pixels, away from every box, at the claimed place and scale
+        shrunk = original.resize((width, height), Image.Resampling.BILINEAR)
         for fx, fy in [(0.05, 0.05), (0.95, 0.1), (0.1, 0.95), (0.5, 0.2)]:
-            ox, oy = int(original.width * fx), int(original.height * fy)
-            got = picture.getpixel((left + int(ox * scale), top + int(oy * scale)))
-            ref = original.resize((width, height), Image.Resampling.BILINEAR).getpixel((int(ox * scale), int(oy * scale)))
+            x, y = int(width * fx), int(height * fy)
+            got, ref = picture.getpixel((left + x, top + y)), shrunk.getpixel((x, y))
             assert _close(got, ref, 40), (fx, fy, got, ref)
 
         boxes = [(i, t.box_original) for i, t in enumerate(record.trajectory.turns) if t.box_original]
