@@ -40,9 +40,10 @@ def header(record: Record) -> Text:
     """Sample name, task/category, question and choices."""
     traj = record.trajectory
     text = Text()
-    tags = [record.label] + [v for v in (record.task, record.category) if v]
-    text.append(" · ".join(tags), style="dim")
-    text.append("\n")
+    named = record.doc_id or traj.id or record.line
+    tags = ([record.label] if named else []) + [v for v in (record.task, record.category) if v]
+    if tags:  # a lone `mgpo infer` sample has no name worth a line
+        text.append(" · ".join(tags) + "\n", style="dim")
     text.append(traj.question, style="bold")
     for i, choice in enumerate(traj.choices):
         text.append(f"\n  ({chr(65 + i)}) {choice}")
@@ -75,11 +76,11 @@ def turn_facts(turn: Turn) -> Table:
     facts.add_column()
     shown = turn.shown_box
     if shown and turn.image_size and shown != [0, 0, *turn.image_size]:
-        facts.add_row("shown", f"crop {fmt_box(shown)} as a {_wh(turn.frame_size)} frame")
+        facts.add_row("image", f"crop {fmt_box(shown)} resized to {_wh(turn.frame_size)}")
     else:
-        facts.add_row("shown", f"whole image {_wh(turn.image_size)} as a {_wh(turn.frame_size)} frame")
+        facts.add_row("image", f"full {_wh(turn.image_size)}, resized to {_wh(turn.frame_size)}")
     if turn.box_model is not None:
-        facts.add_row("box (model)", f"{fmt_box(turn.box_model)} in the {_wh(turn.frame_size)} frame")
+        facts.add_row("box (model)", f"{fmt_box(turn.box_model)} on {_wh(turn.frame_size)}")
     if turn.box_original is not None:
         x1, y1, x2, y2 = turn.box_original
         facts.add_row("box (original)", f"{fmt_box(turn.box_original)}  {x2 - x1}x{y2 - y1} px")
@@ -119,13 +120,13 @@ def verdict(record: Record) -> Text:
         text.append(
             "   ✓ correct" if record.correct else "   ✗ wrong", style="bold green" if record.correct else "bold red"
         )
-    if traj.gt_box:
-        text.append("   truth box ", style="bold")
-        text.append(fmt_box(traj.gt_box), style=GT_STYLE)
     visual = sum(t.visual_tokens for t in traj.turns)
     output = sum(t.output_tokens for t in traj.turns)
     seconds = sum(t.seconds for t in traj.turns)
     text.append(f"\n{len(traj.turns)} turn(s), {visual} visual + {output} output tokens, {seconds:.2f}s", style="dim")
+    if traj.gt_box:
+        text.append("   truth box ", style="dim")
+        text.append(fmt_box(traj.gt_box), style=GT_STYLE)
     return text
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -71,3 +72,25 @@ def test_exports_write_files(eval_run, tmp_path):
     written = [line.removeprefix("wrote ") for line in result.stdout.splitlines()]
     assert written == [str(tmp_path / f"p-00{i}.png") for i in (1, 2, 3)] + [str(tmp_path / "a.html")]
     assert all(Path(p).stat().st_size > 1000 for p in written)
+
+
+def test_infer_prints_the_same_view(eval_run, tmp_path, monkeypatch):
+    # in-process (CliRunner): a subprocess would import transformers again, which costs seconds
+    from typer.testing import CliRunner
+
+    from mgpo.cli import app
+
+    traj = eval_run.trajectories[0]
+    responses = tmp_path / "responses.jsonl"
+    responses.write_text(json.dumps({"turns": [t.output for t in traj.turns]}) + "\n", encoding="utf-8")
+    args = ["infer", str(eval_run.images["s1"]), traj.question, *(a for c in traj.choices for a in ("-c", c))]
+    args += ["--ground-truth", "A", "--backend", "scripted", "--responses", str(responses)]
+    for name in ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
+    plain = CliRunner().invoke(app, args, env={"COLUMNS": "120"})
+    assert plain.exit_code == 0, plain.output
+    assert "\x1b" not in plain.stdout and UPPER_HALF not in plain.stdout
+    assert "box (original)  [{}, {}, {}, {}]".format(*traj.turns[0].box_original) in plain.stdout
+    coloured = CliRunner().invoke(app, args, env={"FORCE_COLOR": "1", "COLORTERM": "truecolor", "COLUMNS": "120"})
+    assert coloured.exit_code == 0, coloured.output
+    assert UPPER_HALF in coloured.stdout and "38;2;230;25;75" in coloured.stdout and "turn 1 crop" in coloured.stdout
