@@ -20,6 +20,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.text import Text
 
+from mgpo.view.panels import clean
 from mgpo.view.records import ImageCache, Record, accuracy
 from mgpo.view.terminal import build_view
 
@@ -54,25 +55,33 @@ def handle_key(state: PagerState, action: str, count: int, view_lines: int, page
     return replace(state, scroll=min(last, max(0, state.scroll + step)))
 
 
-def status_line(records: list[Record], pos: int, scroll_note: str = "") -> Text:
-    """Position, the record's name and verdict, running accuracy (records 1..pos+1) and overall accuracy."""
+def status_line(records: list[Record], pos: int, scroll_note: str = "", width: int | None = None) -> Text:
+    """Position, the record's name and verdict, running accuracy (records 1..pos+1) and overall accuracy.
+
+    When width is given, the least useful parts are left out until the line fits.
+    """
     record = records[pos]
-    text = Text(f" {pos + 1}/{len(records)} ", style="bold reverse")
-    text.append(f" {record.label}")
-    for tag in (record.task, record.category):
-        if tag:
-            text.append(f" · {tag}", style="dim")
-    if record.correct is not None:
-        text.append("  ✓" if record.correct else "  ✗", style="bold green" if record.correct else "bold red")
+    verdict = {True: ("  ✓", "bold green"), False: ("  ✗", "bold red"), None: ("", "")}[record.correct]
     right, scored = accuracy(records[: pos + 1])
-    if scored:
-        text.append(f"  running acc {right}/{scored} {100 * right / scored:.1f}%")
-    right, scored = accuracy(records)
-    if scored:
-        text.append(f"  (all {right}/{scored} {100 * right / scored:.1f}%)", style="dim")
-    if scroll_note:
-        text.append(f"  {scroll_note}", style="dim")
-    text.append(f"  {HELP}", style="dim")
+    total_right, total = accuracy(records)
+    parts = [  # (drop order: higher goes first, 0 never), text, style
+        (0, f" {pos + 1}/{len(records)} ", "bold reverse"),
+        (4, f" {clean(record.label)}", ""),
+        (6, clean("".join(f" · {t}" for t in (record.task, record.category) if t)), "dim"),
+        (0, *verdict),
+        (0, f"  running acc {right}/{scored} {100 * right / scored:.1f}%" if scored else "", ""),
+        (7, f"  (all {total_right}/{total} {100 * total_right / total:.1f}%)" if total else "", "dim"),
+        (5, f"  {scroll_note}" if scroll_note else "", "dim"),
+        (3, f"  {HELP}", "dim"),
+    ]
+    while width is not None and sum(len(t) for _, t, _ in parts) > width:
+        worst = max(range(len(parts)), key=lambda i: parts[i][0])
+        if parts[worst][0] == 0:
+            break
+        del parts[worst]
+    text = Text()
+    for _, part, style in parts:
+        text.append(part, style=style)
     return text
 
 
@@ -133,9 +142,10 @@ class Pager:
         """Everything written for one frame: view lines from the scroll position, then the status bar."""
         lines = self.view_lines(state.pos, cols, rows)
         page = rows - 1
-        shown = lines[state.scroll : state.scroll + page]
-        note = f"lines {state.scroll + 1}-{state.scroll + len(shown)} of {len(lines)}" if len(lines) > page else ""
-        status = self._render(status_line(self.records, state.pos, note), cols, 1)[0]
+        scroll = min(state.scroll, max(0, len(lines) - page))  # the terminal may have grown since the last key
+        shown = lines[scroll : scroll + page]
+        note = f"lines {scroll + 1}-{scroll + len(shown)} of {len(lines)}" if len(lines) > page else ""
+        status = self._render(status_line(self.records, state.pos, note, cols), cols, 1)[0]
         out = ["\x1b[H"]
         out += [f"{line}\x1b[0m\x1b[K\r\n" for line in shown]
         out.append("\x1b[J")
@@ -167,6 +177,7 @@ class Pager:
                 action = KEYS.get(key)
                 if action:
                     total = len(self.view_lines(state.pos, cols, rows))
+                    state = replace(state, scroll=min(state.scroll, max(0, total - rows + 1)))
                     state = handle_key(state, action, len(self.records), total, rows - 1)
         finally:
             write("\x1b[?25h\x1b[?1049l")

@@ -22,6 +22,12 @@ from mgpo.types import Trajectory, Turn
 from mgpo.view.records import Record
 
 JSON_BLOCK = re.compile(r"```json\s*\n?(.*?)```", re.DOTALL)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(value: object) -> str:
+    """Text safe to print: control characters (a model may emit ESC) shown in caret form, never executed."""
+    return _CONTROL.sub(lambda m: "^" + chr((ord(m.group()) + 64) % 128) if ord(m.group()) < 128 else "^?", str(value))
 
 
 def turn_colour(i: int) -> tuple[int, int, int]:
@@ -43,10 +49,10 @@ def header(record: Record) -> Text:
     named = record.doc_id or traj.id or record.line
     tags = ([record.label] if named else []) + [v for v in (record.task, record.category) if v]
     if tags:  # a lone `mgpo infer` sample has no name worth a line
-        text.append(" · ".join(tags) + "\n", style="dim")
-    text.append(traj.question, style="bold")
+        text.append(clean(" · ".join(tags)) + "\n", style="dim")
+    text.append(clean(traj.question), style="bold")
     for i, choice in enumerate(traj.choices):
-        text.append(f"\n  ({chr(65 + i)}) {choice}")
+        text.append(f"\n  ({chr(65 + i)}) {clean(choice)}")
     return text
 
 
@@ -54,6 +60,7 @@ def model_text(output: str) -> Text:
     """The model's output with its ```json block highlighted (keys, numbers, strings) and set off in bold."""
     if not output:
         return Text("(empty output)", style="dim italic")
+    output = clean(output)
     text = Text()
     pos = 0
     highlight = JSONHighlighter()
@@ -85,9 +92,9 @@ def turn_facts(turn: Turn) -> Table:
         x1, y1, x2, y2 = turn.box_original
         facts.add_row("box (original)", f"{fmt_box(turn.box_original)}  {x2 - x1}x{y2 - y1} px")
     if turn.fallback:
-        facts.add_row("fallback", Text(turn.fallback, style="yellow"))
+        facts.add_row("fallback", Text(clean(turn.fallback), style="yellow"))
     if turn.parse_note:
-        facts.add_row("lenient", turn.parse_note)
+        facts.add_row("lenient", clean(turn.parse_note))
     facts.add_row("cost", f"{turn.visual_tokens} visual + {turn.output_tokens} output tokens, {turn.seconds:.2f}s")
     return facts
 
@@ -95,7 +102,7 @@ def turn_facts(turn: Turn) -> Table:
 def turn_panel(i: int, turn: Turn, prompts: bool = False) -> Panel:
     body: list[RenderableType] = []
     if prompts:
-        body.append(Text(turn.prompt, style="dim"))
+        body.append(Text(clean(turn.prompt), style="dim"))
     body += [model_text(turn.output), turn_facts(turn)]
     return Panel(Group(*body), title=f"turn {i + 1}", title_align="left", border_style=turn_style(i))
 
@@ -106,16 +113,16 @@ def verdict(record: Record) -> Text:
     text = Text()
     if traj.error:
         text.append("error: ", style="bold red")
-        text.append(f"{traj.error}\n")
+        text.append(f"{clean(traj.error)}\n")
     text.append("answer ", style="bold")
-    text.append(traj.answer or "none")
+    text.append(clean(traj.answer or "none"))
     if traj.answer_source and traj.answer_source not in ("boxed", "none"):
         text.append(f" (via {traj.answer_source})", style="dim")
     if record.prediction is not None and record.prediction != (traj.answer or ""):
-        text.append(f"  prediction {record.prediction}")
+        text.append(f"  prediction {clean(record.prediction)}")
     if record.ground_truth is not None:
         text.append("   ground truth ", style="bold")
-        text.append(str(record.ground_truth))
+        text.append(clean(record.ground_truth))
     if record.correct is not None:
         text.append(
             "   ✓ correct" if record.correct else "   ✗ wrong", style="bold green" if record.correct else "bold red"

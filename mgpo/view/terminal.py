@@ -14,7 +14,7 @@ from rich.text import Text
 
 from mgpo.artifacts import GT_COLOUR, crops
 from mgpo.view.halfblock import HalfBlocks, Outline, fit_cells, halfblocks
-from mgpo.view.panels import GT_STYLE, fmt_box, text_parts, turn_colour, turn_style
+from mgpo.view.panels import GT_STYLE, clean, fmt_box, text_parts, turn_colour, turn_style
 from mgpo.view.records import Record
 
 WIDE = 100  # from this width on, pictures sit left of the text; below it, above the text
@@ -50,8 +50,8 @@ def build_view(
 def image_line(record: Record, image: Image.Image | None, note: str | None, colour: bool) -> Text:
     """One line about the original: where it is, or why it is not drawn."""
     if note:
-        return Text(f"{note}; showing the text only", style="yellow")
-    path = record.trajectory.image_path or "(in memory)"
+        return Text(f"{clean(note)}; showing the text only", style="yellow")
+    path = clean(record.trajectory.image_path or "(in memory)")
     size = f" ({image.width}x{image.height})" if image is not None else ""
     return Text(f"image {path}{size}" + ("" if colour else "; boxes are listed per turn"), style="dim")
 

@@ -63,3 +63,21 @@ def test_one_screen_is_the_view_then_the_status_bar(eval_run):
     assert body.count("\r\n") <= 39
     assert "2/3" in ANSI.sub("", status) and "▀" in body and "turn 1 crop" in ANSI.sub("", body)
     assert pager.view_lines(1, 120, 40) is pager.view_lines(1, 120, 40)  # rendered once, then cached
+
+
+def test_status_line_fits_narrow_terminals(eval_run):
+    records = load_records(eval_run.path)
+    full = status_line(records, 1, "lines 1-23 of 40").plain
+    assert "n next" in full and "all 1/3" in full and "vstar_pos" in full
+    narrow = status_line(records, 1, "lines 1-23 of 40", width=80).plain
+    assert len(narrow) <= 80 and " 2/3 " in narrow and "running acc 1/2 50.0%" in narrow and "q quit" in narrow
+    tiny = status_line(records, 1, "lines 1-23 of 40", width=30).plain
+    assert tiny.startswith(" 2/3 ") and "running acc 1/2" in tiny
+
+
+def test_scroll_is_clamped_when_the_screen_grows(eval_run):
+    records = load_records(eval_run.path)
+    pager = Pager(records, Console(file=io.StringIO(), force_terminal=True, color_system="truecolor"))
+    screen = pager.screen(PagerState(0, 30), 140, 60)  # scrolled on a small screen, then the window grew
+    assert "lines" not in ANSI.sub("", screen.split("\x1b[60;1H")[1])  # everything fits: no scroll note
+    assert "original 1200x900" in ANSI.sub("", screen)  # and the view starts at its top

@@ -135,3 +135,16 @@ def test_show_failures_takes_images_from_a_mapping(eval_run):
     text = ANSI.sub("", console.file.getvalue())
     assert text.count("original 1200x900") == 1  # s2 drawn from the mapping
     assert "no image: the trajectory has no image_path" in text  # s3 has none
+
+
+def test_control_characters_in_model_text_are_shown_not_executed(eval_run):
+    record = load_records(eval_run.path)[0]
+    record.trajectory.turns[1].output = "\x1b[2J\x1b]0;pwned\x07 red \\boxed{A}"
+    record.trajectory.question = "What colour\x1b[31m is the cup?"
+    console = _plain_console(width=200)
+    print_records([record], console)
+    out = console.file.getvalue()
+    assert "\x1b" not in out and "^[[2J^[]0;pwned^G red \\boxed{A}" in out and "What colour^[[31m is" in out
+    console = _colour_console()
+    print_records([record], console)
+    assert "\x1b[2J" not in console.file.getvalue() and "\x1b]0;" not in console.file.getvalue()
