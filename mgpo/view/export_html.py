@@ -124,8 +124,10 @@ def _pictures(record: Record) -> str:
     traj = record.trajectory
     figures = [_figure(overlay(traj, image, OVERVIEW_SIDE), f"original {image.width}x{image.height} with boxes")]
     for number, piece in crops(traj, image):
-        piece = piece.copy()
-        piece.thumbnail((CROP_SIDE, CROP_SIDE))
+        scale = CROP_SIDE / max(piece.size)
+        size = (max(1, round(piece.width * scale)), max(1, round(piece.height * scale)))
+        # small crops are blown up pixel for pixel (what the model got, only bigger); big ones are shrunk smoothly
+        piece = piece.resize(size, Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS)
         box = traj.turns[number - 1].box_original or []
         figures.append(_figure(piece, f"turn {number} crop {fmt_box(box)}", turn_colour(number - 1)))
     return f"<div class='pictures'>{''.join(figures)}</div>"
