@@ -68,6 +68,14 @@ def record_of(item: Record | Trajectory | Mapping[str, Any], source: Path | None
         traj = Trajectory.from_dict(dict(data))
     except (TypeError, ValueError, AttributeError) as exc:
         raise MgpoError(f"{_where(source, line)}: malformed trajectory ({exc}); give mgpo infer/eval output") from exc
+    for n, turn in enumerate(traj.turns, 1):
+        if turn.box_original is not None and not _is_box(turn.box_original):
+            raise MgpoError(
+                f"{_where(source, line)}: turn {n} box_original {turn.box_original!r} is not [x1, y1, x2, y2] "
+                "with x1 < x2 and y1 < y2; the file was edited or is not mgpo output"
+            )
+    if traj.gt_box is not None and not _is_box(traj.gt_box):
+        raise MgpoError(f"{_where(source, line)}: gt_box {traj.gt_box!r} is not [x1, y1, x2, y2]; fix or remove it")
     row = item if "trajectory" in item else {}
     return Record(
         traj,
@@ -115,6 +123,14 @@ def load_records(path: str | Path) -> list[Record]:
     if not records:
         raise MgpoError(f"{path}: no trajectories in the file")
     return records
+
+
+def _is_box(box: Any) -> bool:
+    if not isinstance(box, list | tuple) or len(box) != 4:
+        return False
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box):
+        return False
+    return box[0] < box[2] and box[1] < box[3]
 
 
 def _str(value: Any) -> str | None:

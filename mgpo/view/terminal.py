@@ -14,7 +14,7 @@ from rich.text import Text
 
 from mgpo.artifacts import GT_COLOUR, crops
 from mgpo.view.halfblock import HalfBlocks, Outline, fit_cells, halfblocks
-from mgpo.view.panels import GT_STYLE, clean, fmt_box, text_parts, turn_colour, turn_style
+from mgpo.view.panels import GT_STYLE, clean, text_parts, turn_colour, turn_style
 from mgpo.view.records import Record
 
 WIDE = 100  # from this width on, pictures sit left of the text; below it, above the text
@@ -163,9 +163,3 @@ def print_record(
     colour = console.color_system is not None
     height = console.height if console.is_terminal else None
     console.print(build_view(record, image, console.width, height, colour, prompts, image_note))
-
-
-def box_summary(record: Record) -> str:
-    """Every turn's box in original pixels, one string: used in status lines and captions."""
-    boxes = [f"t{i + 1} {fmt_box(t.box_original)}" for i, t in enumerate(record.trajectory.turns) if t.box_original]
-    return ", ".join(boxes) or "no box"

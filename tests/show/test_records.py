@@ -112,3 +112,15 @@ def test_as_records_takes_rows_dicts_and_trajectories(eval_run):
     records = as_records([eval_run.rows[0], traj.to_dict(), traj])
     assert [r.task for r in records] == ["vstar_attr", None, None]
     assert records[1].trajectory == records[2].trajectory == traj
+
+
+def test_impossible_boxes_are_refused_in_one_line(eval_run, tmp_path):
+    row = eval_run.rows[0]
+    turns = [dict(row["trajectory"]["turns"][0], box_original=[500, 10, 100, 90]), *row["trajectory"]["turns"][1:]]
+    path = tmp_path / "edited.jsonl"
+    path.write_text(json.dumps(dict(row, trajectory=dict(row["trajectory"], turns=turns))) + "\n", encoding="utf-8")
+    with pytest.raises(MgpoError, match=re.escape("edited.jsonl:1: turn 1 box_original [500, 10, 100, 90] is not")):
+        load_records(path)
+    path.write_text(json.dumps(dict(row, trajectory=dict(row["trajectory"], gt_box=[1, 2]))) + "\n", encoding="utf-8")
+    with pytest.raises(MgpoError, match=re.escape("edited.jsonl:1: gt_box [1, 2] is not [x1, y1, x2, y2]")):
+        load_records(path)
