@@ -12,7 +12,7 @@ from rich.console import Console, RenderableType
 from mgpo.types import Trajectory
 from mgpo.view.records import Record, load_original
 from mgpo.view.show import show_failures
-from mgpo.view.terminal import build_view, print_record
+from mgpo.view.terminal import build_view, draws_pictures, print_record
 
 __all__ = ["print_trajectory", "render_trajectory", "show_failures"]
 
@@ -33,6 +33,6 @@ def print_trajectory(traj: Trajectory, console: Console | None = None, image: Im
     console = console or Console()
     record = Record(traj)
     note = None
-    if image is None and console.color_system is not None and traj.image_path:
+    if image is None and draws_pictures(console) and traj.image_path:
         image, note = load_original(record)
     print_record(record, console, image, note)

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from mgpo.view.panels import clean
 from mgpo.view.records import ImageCache, Record, accuracy
-from mgpo.view.terminal import build_view
+from mgpo.view.terminal import build_view, draws_pictures
 
 KEYS = {
     b"n": "next", b" ": "next", b"\x1b[C": "next", b"l": "next",
@@ -125,7 +125,7 @@ class Pager:
         if key not in self._cache:
             record = self.records[pos]
             image, note = self.images.get(record)
-            view = build_view(record, image, cols, rows - 1, True, self.prompts, note)
+            view = build_view(record, image, cols, rows - 1, draws_pictures(self.console), self.prompts, note)
             self._cache = {k: v for k, v in self._cache.items() if k[1:] == (cols, rows)}
             self._cache[key] = self._render(view, cols, rows)
         return self._cache[key]
@@ -133,7 +133,7 @@ class Pager:
     def _render(self, renderable, cols: int, rows: int) -> list[str]:
         buffer = Console(
             file=io.StringIO(), width=cols, height=rows, force_terminal=True, color_system=self.console.color_system,
-            highlight=False, emoji=False, legacy_windows=False,
+            no_color=self.console.no_color, highlight=False, emoji=False, legacy_windows=False,
         )  # fmt: skip
         buffer.print(renderable, end="", crop=True)
         return buffer.file.getvalue().split("\n")  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from mgpo.view.records import (
     missing_note,
     select,
 )
-from mgpo.view.terminal import print_record
+from mgpo.view.terminal import draws_pictures, print_record
 
 
 def show_file(
@@ -76,7 +76,7 @@ def print_records(
     for i, record in enumerate(records):
         if len(records) > 1:
             console.print(Rule(f"{i + 1}/{len(records)} {record.label}", align="left"))
-        if console.color_system is not None:
+        if draws_pictures(console):
             image, note = images.get(record)
         else:  # plain text draws no pictures: say where the image is without decoding it
             image, note = None, None if find_image(record) else missing_note(record)

@@ -152,6 +152,11 @@ def crop_grid(record: Record, image: Image.Image, cols: int, rows: int) -> Rende
 # Printing
 
 
+def draws_pictures(console: Console) -> bool:
+    """Whether the console shows colours: not when redirected, nor under NO_COLOR (blocks without colour are noise)."""
+    return console.color_system is not None and not console.no_color
+
+
 def print_record(
     record: Record,
     console: Console,
@@ -160,6 +165,6 @@ def print_record(
     prompts: bool = False,
 ) -> None:
     """Print one record's view sized to the console (pictures only when the console has colours)."""
-    colour = console.color_system is not None
+    colour = draws_pictures(console)
     height = console.height if console.is_terminal else None
     console.print(build_view(record, image, console.width, height, colour, prompts, image_note))

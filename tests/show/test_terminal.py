@@ -148,3 +148,10 @@ def test_control_characters_in_model_text_are_shown_not_executed(eval_run):
     console = _colour_console()
     print_records([record], console)
     assert "\x1b[2J" not in console.file.getvalue() and "\x1b]0;" not in console.file.getvalue()
+
+
+def test_no_color_terminal_gets_the_text_view(eval_run):
+    console = Console(file=io.StringIO(), width=120, force_terminal=True, color_system="truecolor", no_color=True)
+    print_records(load_records(eval_run.path)[:1], console)
+    text = ANSI.sub("", console.file.getvalue())
+    assert UPPER_HALF not in text and "box (original)" in text and "boxes are listed per turn" in text
