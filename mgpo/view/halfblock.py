@@ -55,7 +55,9 @@ def draw_outlines(pixels: Image.Image, source_size: tuple[int, int], outlines: I
     draw = ImageDraw.Draw(pixels)
     for outline in outlines:
         x1, y1, x2, y2 = box_in_cells(outline.box, sx, sy, pixels.size)
-        if outline.dotted:
+        if outline.dotted:  # one pixel outside the box, so a small object inside stays visible
+            w, h = pixels.size
+            x1, y1, x2, y2 = max(0, x1 - 1), max(0, y1 - 1), min(w - 1, x2 + 1), min(h - 1, y2 + 1)
             points = [(x, y) for x in range(x1, x2 + 1) for y in (y1, y2)]
             points += [(x, y) for y in range(y1, y2 + 1) for x in (x1, x2)]
             draw.point([p for p in points if (p[0] + p[1]) % 2 == 0], fill=outline.colour)

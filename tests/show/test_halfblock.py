@@ -100,3 +100,10 @@ def test_fit_cells_stays_within_limits_and_keeps_the_aspect(w, h, cols, rows):
 def test_box_in_cells_is_never_empty_and_never_outside(box, w, h, sx, sy):
     x1, y1, x2, y2 = box_in_cells(box, sx, sy, (w, h))
     assert 0 <= x1 <= x2 < w and 0 <= y1 <= y2 < h
+
+
+def test_dotted_outline_goes_around_a_small_box_leaving_it_visible():
+    pixels = cell_pixels(Image.new("RGB", (100, 100), WHITE), 10, 5)
+    draw_outlines(pixels, (100, 100), [Outline([40, 40, 60, 60], RED, dotted=True)])
+    red = {(x, y) for x in range(10) for y in range(10) if pixels.getpixel((x, y)) == RED}
+    assert red and all(x in (3, 6) or y in (3, 6) for x, y in red)  # the box covers cells 4..5
