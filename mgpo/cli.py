@@ -109,7 +109,7 @@ def infer(
     if as_json:
         typer.echo(traj.to_json())
     else:
-        print_trajectory(traj, Console())
+        print_trajectory(traj, Console(), image=original)
         if save_dir:
             err.print(f"saved to {save_dir}/")
     if traj.error:
@@ -136,6 +136,35 @@ def demo(
     from mgpo.demo import run_demo
 
     run_demo(out_dir, Console())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# show (mgpo.view)
+
+
+@app.command()
+def show(
+    file: Annotated[Path, typer.Argument(help="trajectory.json (infer --save-dir) or trajectories.jsonl (eval).")],
+    index: Annotated[
+        int | None, typer.Option("--index", "-i", help="Show only the I-th selected sample (0-based; -1 = last).")
+    ] = None,
+    doc_id: Annotated[str | None, typer.Option("--id", help="Only the sample with this doc_id / id.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only wrong answers.")] = False,
+    correct: Annotated[bool, typer.Option("--correct", help="Only right answers.")] = False,
+    task: Annotated[str | None, typer.Option("--task", help="Only rows of this eval task.")] = None,
+    category: Annotated[str | None, typer.Option("--category", help="Only rows of this category.")] = None,
+    png: Annotated[Path | None, typer.Option("--png", help="Write a composite PNG per sample instead.")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Write one self-contained HTML page instead.")] = None,
+    no_pager: Annotated[bool, typer.Option("--no-pager", help="Print every sample instead of paging.")] = False,
+    prompts: Annotated[bool, typer.Option("--prompts", help="Also show each turn's prompt.")] = False,
+) -> None:
+    """Show crop trajectories: the image with each turn's box, the crops and the model's turns (n/p/q to page)."""
+    from mgpo.view import Selection, show_file
+
+    selection = Selection(index, doc_id, failed, correct, task, category)
+    written = show_file(file, selection, Console(), png, html, page=False if no_pager else None, prompts=prompts)
+    for path in written:
+        typer.echo(f"wrote {path}")
 
 
 def main() -> None:

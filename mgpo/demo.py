@@ -33,7 +33,7 @@ def run_demo(out_dir: str | Path, console: Console) -> dict[str, Path]:
     engine = build_engine("hf", str(model_dir), device="cpu")
     traj = infer(engine, image_path, QUESTION, CHOICES, ground_truth="A")
     save_artifacts(traj, image, out / "tiny")
-    print_trajectory(traj, console)
+    print_trajectory(traj, console, image=image)
 
     console.print(Rule("2. the same protocol replaying what a well-grounded model answers"))
     frame = traj.turns[0].frame_size
@@ -46,6 +46,6 @@ def run_demo(out_dir: str | Path, console: Console) -> dict[str, Path]:
     scripted = build_engine("scripted", responses=[{"turns": [turn1, turn2]}])
     good = infer(scripted, image_path, QUESTION, CHOICES, ground_truth="A")
     save_artifacts(good, image, out / "scripted")
-    print_trajectory(good, console)
+    print_trajectory(good, console, image=image)
     console.print(f"\nfiles in {out}/: scene.png, tiny/ and scripted/ (trajectory.json, crop_turn1.png, overlay.png)")
     return {"image": image_path, "tiny": out / "tiny", "scripted": out / "scripted", "model": model_dir}

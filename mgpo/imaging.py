@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from mgpo.errors import ImageError
 
@@ -151,6 +150,9 @@ def pre_resize(image: Image.Image, min_pixels: int, max_pixels: int, resampling:
 
 def model_frame(size: tuple[int, int], min_pixels: int, max_pixels: int) -> tuple[int, int]:
     """The (w, h) the processor turns an image of ``size`` into: transformers' smart_resize, factor 28."""
+    # imported here: transformers takes seconds to import, and `mgpo show` loads images without needing it
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
     w, h = size
     fh, fw = smart_resize(h, w, factor=PATCH_FACTOR, min_pixels=min_pixels, max_pixels=max_pixels)
     return fw, fh
