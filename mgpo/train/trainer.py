@@ -179,8 +179,11 @@ class MGPOTrainer(GRPOTrainer):
     @contextlib.contextmanager
     def _turn_cap(self, cap: int) -> Iterator[None]:
         """Temporarily cap new tokens per generation call, on every generation path TRL has."""
-        saved = (self.generation_config.max_new_tokens if hasattr(self, "generation_config") else None,
-                 self.generation_kwargs.get("max_new_tokens") if hasattr(self, "generation_kwargs") else None)  # fmt: skip
+        has_config, has_kwargs = hasattr(self, "generation_config"), hasattr(self, "generation_kwargs")
+        saved = (
+            self.generation_config.max_new_tokens if has_config else None,
+            self.generation_kwargs.get("max_new_tokens") if has_kwargs else None,
+        )
         vllm = getattr(self, "vllm_generation", None) if self.use_vllm else None
         saved_vllm = vllm.max_completion_length if vllm is not None else None
         try:
