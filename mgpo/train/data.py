@@ -68,7 +68,9 @@ def load_training_data(spec: str | Path, split: str = "train", limit: int | None
     if image_values is not None:
         table = table.add_column("image", image_values)
     else:
-        table = concatenate_datasets([table, images.rename_column(image_col, "image")], axis=1)
+        if image_col != "image":
+            images = images.rename_column(image_col, "image")
+        table = concatenate_datasets([table, images], axis=1)
     return table
 
 
@@ -82,10 +84,10 @@ def detect_schema(columns: list[str], name: str = "data") -> str:
         return "mme-realworld"
     if {"question", "choices", "answer"} <= cols and has_image:
         return "generic"
-    wanted = {
+    wanted = {  # ties go to the first: the generic schema is the one to suggest
+        "generic": ["image|image_path", "question", "choices", "answer"],
         "vstar": ["text", "label", "image|image_path"],
         "mme-realworld": ["question", "multi-choice options", "answer", "bytes|image"],
-        "generic": ["image|image_path", "question", "choices", "answer"],
     }
 
     def missing(need: list[str]) -> list[str]:
@@ -125,7 +127,9 @@ def normalise_row(schema: str, row: dict[str, Any], index: int) -> tuple[dict[st
     if letter is None:
         valid = LETTERS[: len(choices)]
         return {}, f"answer {answer!r} is not one of the option letters {', '.join(valid)} or an option's text"
-    gt_box = _gt_box(row.get("bbox", row.get("gt_box")))
+    gt_box = _gt_box(row.get("gt_box"))  # [x1, y1, x2, y2], original pixels
+    if gt_box is None and schema == "vstar" and (xywh := _gt_box(row.get("bbox"))) is not None:
+        gt_box = [xywh[0], xywh[1], xywh[0] + xywh[2], xywh[1] + xywh[3]]  # V* annotates [x, y, w, h]
     category = row.get("category")
     return {
         "id": str(rid),

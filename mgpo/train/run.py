@@ -102,6 +102,7 @@ def build_args(cfg: TrainConfig, processor: Any):
         "bf16": on_gpu,
         "report_to": "none",
         "save_only_model": False,
+        "dataloader_pin_memory": on_gpu,
     }
     if cfg.algo == "sft":
         base.update(
