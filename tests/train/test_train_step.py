@@ -99,3 +99,24 @@ def test_sft_baseline_runs_a_step(vqa_dir, tiny_model_dir, tmp_path):
     assert result.steps == 1
     assert (result.output_dir / "model.safetensors").is_file()
     assert (result.output_dir / "processor_config.json").is_file()
+
+
+def test_lora_trains_and_saves_a_merged_model_infer_loads(vqa_dir, tiny_model_dir, tmp_path):
+    from conftest import SMALL
+
+    from mgpo.infer import build_engine, infer
+    from mgpo.train.config import make_config
+    from mgpo.train.run import train
+
+    cfg = make_config(
+        algo="mgpo", data=str(vqa_dir), model=str(tiny_model_dir), output_dir=str(tmp_path / "lora"), lora=True,
+        turn_max_new_tokens=16, rewards=["accuracy", "format"], protocol=dict(SMALL),
+        trl={"max_steps": 1, "num_generations": 2, "per_device_train_batch_size": 2, "save_strategy": "no",
+             "beta": 0.04},
+    )  # fmt: skip
+    result = train(cfg, echo=lambda *_: None)
+    assert result.steps == 1
+    assert not (result.output_dir / "adapter_config.json").exists()  # merged: a plain model directory
+    engine = build_engine("hf", str(result.output_dir), cfg.protocol_config(), device="cpu")
+    traj = infer(engine, vqa_dir / "img_0.png", "What colour?", ["red", "blue"], "B")
+    assert traj.error is None and len(traj.turns) == 2
