@@ -198,7 +198,7 @@ def train(
              "temperature": temperature, "use_vllm": use_vllm, "vllm_mode": vllm_mode, "report_to": report_to,
              "save_steps": save_steps, "seed": seed},
     )  # fmt: skip
-    result = run_train(cfg, echo=err.print)
+    result = run_train(cfg, echo=lambda line: err.print(line, soft_wrap=True, highlight=False))
     typer.echo(f"trained {result.steps} step(s); model saved to {result.output_dir} (log: {result.log_file})")
 
 

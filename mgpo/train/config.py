@@ -130,6 +130,29 @@ def make_config(yaml_path: str | Path | None = None, **flags: Any) -> TrainConfi
     return cfg
 
 
+def _yaml_load(text: str) -> Any:
+    """YAML as people mean it in configs: only true/false are booleans ('no' stays the string TRL expects, as in
+    save_strategy: no) and 1e-6 is a float (PyYAML's YAML 1.1 rules say otherwise on both)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+    )
+    return yaml.load(text, Loader=Loader)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
@@ -137,7 +160,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise MgpoError(f"{p}: config file not found")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = _yaml_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise MgpoError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(data, dict):
@@ -147,12 +170,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
     """``--set KEY=VALUE`` pairs, values read as YAML (numbers, booleans, lists)."""
-    import yaml
-
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise MgpoError(f"--set {item!r}: write KEY=VALUE, e.g. --set warmup_steps=10")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(raw) if raw.strip() else None
+        out[key.strip().replace("-", "_")] = _yaml_load(raw) if raw.strip() else None
     return out

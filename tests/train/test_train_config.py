@@ -22,9 +22,10 @@ def test_paper_preset_is_the_papers_recipe():
 def test_precedence_yaml_over_preset_flags_over_yaml(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(
-        "preset: paper\nlearning_rate: 2.0e-6\nbeta: 0.0\nmax-pixels: 500000\nlora: true\nwarmup_steps: 5\n"
+        "preset: paper\nlearning_rate: 2e-6\nsave_strategy: no\nbeta: 0.0\nmax-pixels: 500000\nlora: true\nwarmup_steps: 5\n"
     )
     cfg = make_config(path, trl={"beta": 0.02})
+    assert cfg.trl["save_strategy"] == "no"
     assert cfg.trl["learning_rate"] == 2e-6 and cfg.trl["beta"] == 0.02 and cfg.trl["warmup_steps"] == 5
     assert cfg.trl["num_generations"] == PAPER_TRL["num_generations"]
     assert cfg.lora and cfg.protocol_config().max_pixels == 500_000
@@ -57,7 +58,7 @@ def test_unknown_yaml_key_names_it(tmp_path):
 
 
 def test_set_values_are_yaml():
-    assert parse_settings(["warmup_steps=10", "report_to=[wandb]", "bf16=false"]) == {
-        "warmup_steps": 10, "report_to": ["wandb"], "bf16": False}  # fmt: skip
+    assert parse_settings(["warmup_steps=10", "report_to=[wandb]", "bf16=false", "save_strategy=no", "lr=1e-6"]) == {
+        "warmup_steps": 10, "report_to": ["wandb"], "bf16": False, "save_strategy": "no", "lr": 1e-6}  # fmt: skip
     with pytest.raises(MgpoError):
         parse_settings(["novalue"])
