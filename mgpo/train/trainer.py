@@ -133,23 +133,25 @@ class MGPOTrainer(GRPOTrainer):
             ep.turn2_skipped = room <= 0
 
         live = [i for i, ep in enumerate(episodes) if not ep.turn2_skipped]
-        if live:
-            seqs = [list(prompt_ids[i]) + episodes[i].turn1_ids + episodes[i].user2_ids for i in live]
-            loop_images = [episodes[i].images for i in live]
-            flat = [img for imgs in loop_images for img in imgs]
-            fields = dict(self.processing_class.image_processor(images=flat, return_tensors="pt"))
-            fields = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in fields.items()}
-            longest_room = max(
-                self.max_completion_length - len(episodes[i].turn1_ids) - len(episodes[i].user2_ids) for i in live
-            )
-            with self._turn_cap(min(self._per_turn_cap(), longest_room)):
-                turn2, logprobs2 = self._generate_single_turn(seqs, loop_images, fields, 1, has_tool_images=True)
-            for j, i in enumerate(live):
-                ep = episodes[i]
-                room = self.max_completion_length - len(ep.turn1_ids) - len(ep.user2_ids)
-                ep.turn2_ids = list(turn2[j])[:room]
-                lp = logprobs2[j] if logprobs2 is not None else [None] * len(turn2[j])
-                ep.turn2_logprobs = list(lp)[:room]
+        # every process samples turn 2 exactly once per batch, even when none of its rollouts has room left: ZeRO-3
+        # parameter gathering and vLLM's cross-process prompt gathering are collective calls (results then unused)
+        ask = live or list(range(len(episodes)))
+        seqs = [list(prompt_ids[i]) + episodes[i].turn1_ids + episodes[i].user2_ids for i in ask]
+        loop_images = [[episodes[i].full_view, episodes[i].view] for i in ask]
+        flat = [img for imgs in loop_images for img in imgs]
+        fields = dict(self.processing_class.image_processor(images=flat, return_tensors="pt"))
+        fields = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in fields.items()}
+        longest_room = max(
+            self.max_completion_length - len(episodes[i].turn1_ids) - len(episodes[i].user2_ids) for i in ask
+        )
+        with self._turn_cap(max(1, min(self._per_turn_cap(), longest_room))):
+            turn2, logprobs2 = self._generate_single_turn(seqs, loop_images, fields, 1, has_tool_images=True)
+        for j, i in enumerate(live):
+            ep = episodes[i]
+            room = self.max_completion_length - len(ep.turn1_ids) - len(ep.user2_ids)
+            ep.turn2_ids = list(turn2[j])[:room]
+            lp = logprobs2[j] if logprobs2 is not None else [None] * len(turn2[j])
+            ep.turn2_logprobs = list(lp)[:room]
 
         completion_ids, tool_mask, logprobs, completions = [], [], [], []
         for ep in episodes:

@@ -22,7 +22,8 @@ def test_paper_preset_is_the_papers_recipe():
 def test_precedence_yaml_over_preset_flags_over_yaml(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(
-        "preset: paper\nlearning_rate: 2e-6\nsave_strategy: no\nbeta: 0.0\nmax-pixels: 500000\nlora: true\nwarmup_steps: 5\n"
+        "preset: paper\nlearning_rate: 2e-6\nsave_strategy: no\nbeta: 0.0\nmax-pixels: 500000\nlora: true\n"
+        "warmup_steps: 5\n"
     )
     cfg = make_config(path, trl={"beta": 0.02})
     assert cfg.trl["save_strategy"] == "no"

@@ -109,3 +109,16 @@ def test_training_rollout_and_infer_build_the_same_tokens(vqa_dir, make_trainer)
     # the reward the trainer computed is infer's verdict on the same outputs
     assert [t.correct for t in trajs] == [True, False, True, False]
     assert (out["advantages"] > 0).tolist() == [t.correct for t in trajs]
+
+
+def test_no_room_for_turn_two_never_cuts_inside_the_image_message(vqa_dir, make_trainer):
+    trainer = make_trainer(vqa_dir, max_completion_length=120)  # turn 1 fits, the turn-2 message does not
+    seen = script(trainer, [BOX_TURN], TURN2)
+    row = trainer.train_dataset[0]
+    out = trainer._generate_and_score_completions([dict(row) for _ in range(4)])
+    assert len(seen) == 2  # turn 2 is still sampled once (a collective call on multi-GPU), its output unused
+    t1 = trainer._tokenizer(BOX_TURN, add_special_tokens=False)["input_ids"] + [trainer.end_of_turn_id]
+    for i in range(4):
+        ids, mask = _segments(trainer, out, i)
+        assert ids == t1 and mask == [1] * len(t1)
+    assert out["num_images"] == [1, 1, 1, 1]
