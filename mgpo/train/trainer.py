@@ -11,6 +11,7 @@ prompt + completion, so the crop's tokens get real 3-D M-RoPE positions.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -85,7 +86,7 @@ class MGPOTrainer(GRPOTrainer):
                     raise MgpoError(f"training row {row.get('id')}: {exc}") from exc
                 cache[key] = rollout.start_episode(original, row["question"], list(row["choices"]), self.protocol)
             first = cache[key]
-            ep = rollout.Episode(first.original, first.full_view, first.question, first.choices, first.messages)
+            ep = dataclasses.replace(first)  # the same images and prompt; its own rollout state
             row["prompt"] = ep.messages
             episodes.append(ep)
         self._batch = episodes
@@ -100,8 +101,7 @@ class MGPOTrainer(GRPOTrainer):
 
     def _generate(self, prompts: list):
         if self.protocol.single_turn:
-            with self._turn_cap(self.max_completion_length):
-                return super()._generate(prompts)
+            return super()._generate(prompts)
         assert self._batch is not None and len(self._batch) == len(prompts)
         episodes = self._batch
         device = self.accelerator.device
