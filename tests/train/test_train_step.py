@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from conftest import BOX_TURN, script
 
@@ -120,3 +121,22 @@ def test_lora_trains_and_saves_a_merged_model_infer_loads(vqa_dir, tiny_model_di
     engine = build_engine("hf", str(result.output_dir), cfg.protocol_config(), device="cpu")
     traj = infer(engine, vqa_dir / "img_0.png", "What colour?", ["red", "blue"], "B")
     assert traj.error is None and len(traj.turns) == 2
+
+
+def test_masked_tokens_reach_neither_policy_loss_nor_kl(vqa_dir, make_trainer):
+    trainer = make_trainer(vqa_dir, beta=0.5)
+    script(trainer, [BOX_TURN, "no box"], TURN2)
+    row = trainer.train_dataset[0]
+    out = trainer._generate_and_score_completions([dict(row) for _ in range(4)])
+    mask = out["tool_mask"] * out["completion_mask"]
+    assert (out["tool_mask"] == 0).any()
+
+    def loss_with(shift):
+        batch = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
+        batch["ref_per_token_logps"] = batch["ref_per_token_logps"] + shift
+        with torch.no_grad():
+            return trainer._compute_loss(trainer.model, batch).item()
+
+    base = loss_with(0.0)
+    assert loss_with((mask == 0).float() * 3.0) == pytest.approx(base, abs=1e-6)  # user-2 message: no effect
+    assert loss_with(mask.float() * 3.0) != pytest.approx(base, abs=1e-4)  # model tokens: KL moves the loss
