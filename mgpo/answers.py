@@ -34,7 +34,7 @@ def letter_of(content: str, choices: list[str] | None = None) -> str | None:
     n = len(choices) if choices else 5
     valid = LETTERS[: max(n, 1)]
     m = re.fullmatch(r"\(?([A-Za-z])\)?(?:[.:)]\s*.*)?", content, re.DOTALL)
-    if m and m.group(1).upper() in valid and (len(content) == 1 or not content[1:2].isalpha()):
+    if m and m.group(1).upper() in valid and not content[m.end(1) : m.end(1) + 1].isalpha():
         return m.group(1).upper()
     if choices:
         norm = _norm(content)

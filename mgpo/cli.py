@@ -167,6 +167,70 @@ def show(
         typer.echo(f"wrote {path}")
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# train (mgpo.train): MGPO and its GRPO / SFT baselines on TRL
+
+
+@app.command()
+def train(
+    data: Annotated[str | None, typer.Option("--data", help="Parquet/JSONL file, folder, or Hub dataset id.")] = None,
+    algo: Annotated[str | None, typer.Option("--algo", help="mgpo (two turns) | grpo (single turn) | sft.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Hub id or local model directory.")] = None,
+    output_dir: Annotated[str | None, typer.Option("--output-dir", "-o", help="Checkpoints and final model.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML of train / GRPOConfig settings.")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="default | paper (the paper's recipe).")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Split of a Hub dataset.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N rows.")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps (overrides epochs).")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--learning-rate", "--lr")] = None,
+    num_generations: Annotated[int | None, typer.Option("--num-generations", "-n", help="Rollouts per prompt.")] = None,
+    beta: Annotated[float | None, typer.Option("--beta", help="KL coefficient (0: no reference model).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Per-device train batch size.")] = None,
+    grad_accum: Annotated[int | None, typer.Option("--grad-accum", help="Gradient accumulation steps.")] = None,
+    max_completion_length: Annotated[
+        int | None, typer.Option("--max-completion-length", help="Token budget of the whole response.")
+    ] = None,
+    turn_max_new_tokens: Annotated[int | None, typer.Option("--turn-max-new-tokens", help="Per-turn cap.")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature")] = None,
+    reward: Annotated[
+        list[str] | None, typer.Option("--reward", help="accuracy (default) | format | grounding; repeatable.")
+    ] = None,
+    lora: Annotated[bool | None, typer.Option("--lora/--no-lora", help="Train a LoRA adapter (peft).")] = None,
+    use_vllm: Annotated[bool | None, typer.Option("--use-vllm/--no-vllm", help="Generate with vLLM.")] = None,
+    vllm_mode: Annotated[str | None, typer.Option("--vllm-mode", help="colocate | server.")] = None,
+    report_to: Annotated[str | None, typer.Option("--report-to", help="none | wandb | tensorboard.")] = None,
+    save_steps: Annotated[int | None, typer.Option("--save-steps", help="Checkpoint every N steps.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="checkpoint-N folder, or 'latest'.")] = None,
+    min_pixels: MinPixOpt = None,
+    max_pixels: MaxPixOpt = None,
+    crop_min_pixels: CropMinOpt = None,
+    crop_max_pixels: CropMaxOpt = None,
+    max_image_pixels: MaxImagePixOpt = None,
+    setting: Annotated[
+        list[str] | None, typer.Option("--set", help="Any TRL config field, KEY=VALUE (YAML value); repeatable.")
+    ] = None,
+) -> None:
+    """Train with MGPO (or the GRPO / SFT baselines) on TRL; saves a model `mgpo infer --model` loads."""
+    from mgpo.train.config import make_config, parse_settings
+    from mgpo.train.run import train as run_train
+
+    cfg = make_config(
+        config, algo=algo, data=data, model=model, output_dir=output_dir, preset=preset, split=split, limit=limit,
+        rewards=reward or None, lora=lora, turn_max_new_tokens=turn_max_new_tokens, resume_from_checkpoint=resume,
+        max_image_pixels=max_image_pixels,
+        protocol={"min_pixels": min_pixels, "max_pixels": max_pixels, "crop_min_pixels": crop_min_pixels,
+                  "crop_max_pixels": crop_max_pixels},
+        trl={**parse_settings(setting or []), "max_steps": max_steps, "learning_rate": learning_rate,
+             "num_generations": num_generations, "beta": beta, "per_device_train_batch_size": batch_size,
+             "gradient_accumulation_steps": grad_accum, "max_completion_length": max_completion_length,
+             "temperature": temperature, "use_vllm": use_vllm, "vllm_mode": vllm_mode, "report_to": report_to,
+             "save_steps": save_steps, "seed": seed},
+    )  # fmt: skip
+    result = run_train(cfg, echo=lambda line: err.print(line, soft_wrap=True, highlight=False))
+    typer.echo(f"trained {result.steps} step(s); model saved to {result.output_dir} (log: {result.log_file})")
+
+
 def main() -> None:
     """Console entry point: run the app, turning user errors into one line instead of a traceback."""
     try:

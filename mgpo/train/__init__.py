@@ -1,0 +1,1 @@
+"""`mgpo train`: MGPO and its GRPO / SFT baselines on TRL (trainer, rollout, data, rewards, config, run)."""

@@ -1,0 +1,200 @@
+"""`mgpo train` end to end: check the data, build TRL's config, train, and save a model `mgpo infer` loads."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mgpo.errors import MgpoError
+from mgpo.train.config import TrainConfig
+
+LOG_FILE = "train_log.jsonl"
+CONFIG_FILE = "mgpo_train.json"
+STEP_KEYS = (
+    ("reward", "reward"),
+    ("reward_std", "std"),
+    ("mgpo/valid_box_ratio", "valid_box"),
+    ("mgpo/fallback_rate", "fallback"),
+    ("mgpo/crop_area_fraction", "crop_area"),
+    ("mgpo/turn1_length", "turn1"),
+    ("mgpo/turn2_length", "turn2"),
+    ("loss", "loss"),
+    ("kl", "kl"),
+)
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    steps: int
+    log_file: Path
+
+
+def train(cfg: TrainConfig, echo: Any = print) -> TrainResult:
+    """Train per ``cfg``; every input is checked before a model is loaded."""
+    from mgpo.backends.hf import _check_local, load_processor
+    from mgpo.train.data import load_training_data
+
+    if not cfg.data:
+        raise MgpoError("no training data: add --data FILE|FOLDER|HUB_ID")
+    proto = cfg.protocol_config()
+    dataset = load_training_data(cfg.data, cfg.split, cfg.limit)
+    _check_local(cfg.model)
+    processor = load_processor(cfg.model, proto.processor_min_pixels, proto.processor_max_pixels)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG_FILE).write_text(json.dumps({**cfg.to_dict(), "protocol_resolved": proto.to_dict()}, indent=2))
+    args = build_args(cfg, processor)
+    peft_config = lora_config(cfg)
+    logger = StepLogger(out / LOG_FILE, echo)
+    if cfg.algo == "sft":
+        from mgpo.train.sft import make_sft_trainer
+
+        trainer = make_sft_trainer(cfg, args, dataset, processor, proto, peft_config)
+    else:
+        from mgpo.train.rewards import reward_functions
+        from mgpo.train.trainer import MGPOTrainer
+
+        trainer = MGPOTrainer(
+            model=cfg.model,
+            reward_funcs=reward_functions(cfg.rewards),
+            args=args,
+            train_dataset=dataset,
+            processing_class=processor,
+            peft_config=peft_config,
+            protocol_config=proto,
+            turn_max_new_tokens=turn_cap(cfg),
+            max_image_pixels=cfg.max_image_pixels,
+        )
+    trainer.add_callback(logger.callback())
+    trainer.train(resume_from_checkpoint=_resume(cfg))
+    save_final(trainer, processor, out, cfg)
+    return TrainResult(out, trainer.state.global_step, out / LOG_FILE)
+
+
+def turn_cap(cfg: TrainConfig) -> int:
+    """Per-turn token cap: the flag, else the checkpoint's generation_config cap, else the paper's 8192."""
+    if cfg.turn_max_new_tokens:
+        return cfg.turn_max_new_tokens
+    try:
+        from transformers import GenerationConfig
+
+        cap = GenerationConfig.from_pretrained(cfg.model).max_new_tokens
+    except Exception:
+        cap = None
+    return cap or 8192
+
+
+def build_args(cfg: TrainConfig, processor: Any):
+    """TRL's GRPOConfig (or SFTConfig) from mgpo's defaults, the preset and the pass-through settings."""
+    import torch
+    from trl import GRPOConfig, SFTConfig
+
+    from mgpo.train.trainer import vision_token_ids
+
+    proto = cfg.protocol_config()
+    on_gpu = torch.cuda.is_available()
+    base: dict[str, Any] = {
+        "output_dir": cfg.output_dir,
+        "logging_steps": 1,
+        "bf16": on_gpu,
+        "report_to": "none",
+        "save_only_model": False,
+        "dataloader_pin_memory": on_gpu,
+    }
+    if cfg.algo == "sft":
+        base.update(
+            {"max_length": None, "remove_unused_columns": False, "dataset_kwargs": {"skip_prepare_dataset": True}}
+        )
+        merged = {**base, **cfg.trl}
+        try:
+            return SFTConfig(**merged)
+        except (ValueError, TypeError) as exc:
+            raise MgpoError(f"invalid training settings: {exc}") from exc
+    cap = turn_cap(cfg)
+    if "max_completion_length" not in cfg.trl:
+        # both turns at the per-turn cap, plus the turn-2 message: its text and at most the crop's image tokens
+        base["max_completion_length"] = cap if proto.single_turn else 2 * cap + proto.crop_max_pixels // 784 + 512
+    merged = {**base, **cfg.trl}
+    suppress = vision_token_ids(processor.tokenizer)
+    gen = dict(merged.get("generation_kwargs") or {})
+    if merged.get("use_vllm"):
+        gen.setdefault("logit_bias", {i: -100.0 for i in suppress})  # vLLM has no suppress_tokens
+    else:
+        gen.setdefault("suppress_tokens", suppress)
+    merged["generation_kwargs"] = gen
+    try:
+        return GRPOConfig(**merged)
+    except (ValueError, TypeError) as exc:
+        raise MgpoError(f"invalid training settings: {str(exc).splitlines()[0]}") from exc
+
+
+def lora_config(cfg: TrainConfig):
+    if not cfg.lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _resume(cfg: TrainConfig) -> str | bool | None:
+    r = cfg.resume_from_checkpoint
+    if r in (None, "", False):
+        return None
+    if r in ("latest", "last", True):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(cfg.output_dir) if Path(cfg.output_dir).is_dir() else None
+        if last is None:
+            raise MgpoError(f"{cfg.output_dir}: no checkpoint-N folder to resume from")
+        return last
+    if not Path(str(r)).is_dir():
+        raise MgpoError(f"{r}: checkpoint folder not found; give a checkpoint-N folder or 'latest'")
+    return str(r)
+
+
+def save_final(trainer: Any, processor: Any, out: Path, cfg: TrainConfig) -> None:
+    """Save a full model + processor to ``out`` (LoRA merged unless asked not to): loadable by `mgpo infer --model`."""
+    trainer.accelerator.wait_for_everyone()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if cfg.lora and cfg.merge_lora and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+        if trainer.accelerator.is_main_process:
+            model.save_pretrained(out)
+    else:
+        trainer.save_model(str(out))
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(out)
+
+
+class StepLogger:
+    """Writes every logged step to a JSONL file and echoes one compact line per step."""
+
+    def __init__(self, path: Path, echo: Any):
+        self.path, self.echo = path, echo
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        logger = self
+
+        class _Cb(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if not state.is_world_process_zero or not logs:
+                    return
+                row = {"step": state.global_step, **logs}
+                with logger.path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row, default=float) + "\n")
+                parts = [f"{short}={logs[k]:.4g}" for k, short in STEP_KEYS if isinstance(logs.get(k), int | float)]
+                if parts:
+                    logger.echo(f"step {state.global_step}: " + " ".join(parts))
+
+        return _Cb()

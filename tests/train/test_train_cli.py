@@ -1,0 +1,65 @@
+"""The bar: `mgpo train` on a V*-schema set with the tiny model, offline on CPU; its output loads in `mgpo infer`."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import SMALL, write_images
+from typer.testing import CliRunner
+
+from mgpo.cli import app
+from mgpo.errors import MgpoError
+
+PIXELS = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items()]
+
+
+@pytest.fixture
+def vstar_set(tmp_path):
+    folder = tmp_path / "vstar"
+    folder.mkdir()
+    rows = [{"image": name, "text": "What is the colour of the square? (A) red (B) blue (C) white (D) black",
+             "label": "A", "category": "direct_attributes", "question_id": i}
+            for i, name in enumerate(write_images(folder, 3))]  # fmt: skip
+    pd.DataFrame(rows).to_parquet(folder / "test.parquet")
+    return folder
+
+
+def test_train_two_steps_then_infer_loads_the_output_then_resume(vstar_set, tiny_model_dir, tmp_path):
+    out = tmp_path / "o"
+    runner = CliRunner()
+    args = ["train", "--algo", "mgpo", "--data", str(vstar_set), "--model", str(tiny_model_dir), "--max-steps", "2",
+            "--output-dir", str(out), "--num-generations", "4", "--batch-size", "4", "--save-steps", "1",
+            "--turn-max-new-tokens", "24", *PIXELS]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "trained 2 step(s)" in result.output
+    steps = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    per_step = [s for s in steps if "reward" in s]
+    assert [s["step"] for s in per_step] == [1, 2]
+    for s in per_step:
+        assert "reward_std" in s and "mgpo/valid_box_ratio" in s and "mgpo/fallback_rate" in s
+    assert {"config.json", "model.safetensors", "processor_config.json", "generation_config.json"} <= {
+        p.name for p in out.iterdir()}  # fmt: skip
+    assert (out / "checkpoint-1").is_dir() and (out / "checkpoint-2").is_dir()
+
+    image = vstar_set / "img_0.png"
+    result = runner.invoke(app, ["infer", str(image), "What colour?", "-c", "red", "-c", "blue", "--model", str(out),
+                                 "--device", "cpu", "--json", *PIXELS])  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    traj = json.loads(result.output[result.output.index("{") :])
+    assert len(traj["turns"]) == 2 and traj["error"] is None
+
+    resumed = runner.invoke(app, [*args[: -len(PIXELS)], "--resume", str(out / "checkpoint-1"), *PIXELS])
+    assert resumed.exit_code == 0, resumed.output + repr(resumed.exception)
+    assert "trained 2 step(s)" in resumed.output
+    steps = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps if "reward" in s] == [1, 2, 2]  # the resumed run trained step 2 only
+
+
+def test_bad_data_fails_before_the_model_is_loaded(tmp_path):
+    (tmp_path / "d.jsonl").write_text(json.dumps({"question": "q", "answer": "A"}) + "\n")
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "d.jsonl"), "--model", "/no/such/model"])
+    assert isinstance(result.exception, MgpoError)
+    assert "missing column(s)" in str(result.exception)  # the data error, not the missing model
