@@ -65,6 +65,7 @@ def make_backend(
 
         if not model:
             raise MgpoError("the vllm backend needs a model: add --model ID_OR_DIR")
+        options.setdefault("max_images", cfg.max_turns)  # one image per turn
         return VLLMBackend(
             model,
             processor_min_pixels=cfg.processor_min_pixels,

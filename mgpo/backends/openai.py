@@ -21,7 +21,6 @@ import io
 import os
 import threading
 import time
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -35,8 +34,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from mgpo import imaging
 from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
+from mgpo.backends.frames import IdentityCache, to_model_frame
 from mgpo.errors import MgpoError
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -101,7 +100,7 @@ class OpenAIBackend:
             timeout=httpx.Timeout(float(timeout), connect=float(connect_timeout)),
             limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
         )
-        self._urls = _ImageURLCache()
+        self._urls = IdentityCache()
         self._down: str | None = None  # set once the server proved unreachable in this generate() call
         self._lock = threading.Lock()
         if str(check).lower() not in ("false", "0", "no"):
@@ -249,45 +248,11 @@ class OpenAIBackend:
         return self._urls.get(image, lambda: encode_png(to_model_frame(image, *self.frame_limits)))
 
 
-def to_model_frame(image: Image.Image, min_pixels: int, max_pixels: int) -> Image.Image:
-    """Resize to the frame the engine computed, so the server's smart_resize keeps it as it is.
-
-    Bicubic, like Qwen's image processor, so the pixels match what the hf backend's processor would feed the model.
-    """
-    frame = imaging.model_frame(image.size, min_pixels, max_pixels)
-    if frame == image.size:
-        return image
-    return image.resize(frame, Image.Resampling.BICUBIC)
-
-
 def encode_png(image: Image.Image) -> str:
     """A lossless PNG data URL; compression level 1 (several times faster than the default, bytes barely bigger)."""
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-class _ImageURLCache:
-    """Data URLs keyed by image object identity, dropped when the image is garbage-collected."""
-
-    def __init__(self) -> None:
-        self._urls: dict[int, tuple[weakref.ref, str]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, image: Image.Image, make) -> str:
-        key = id(image)
-        with self._lock:
-            hit = self._urls.get(key)
-            if hit is not None and hit[0]() is image:
-                return hit[1]
-        url = make()
-        try:
-            ref = weakref.ref(image, lambda _r, k=key: self._urls.pop(k, None))
-        except TypeError:  # not weak-referenceable: don't cache
-            return url
-        with self._lock:
-            self._urls[key] = (ref, url)
-        return url
 
 
 def _normalise_url(url: str) -> str:
