@@ -45,6 +45,7 @@ def test_vision_cache_reuses_turn_one_image_with_identical_outputs(backends) -> 
     out2 = cached.generate(second)
     assert cached.stats["vision_hits"] - before["vision_hits"] == 3  # each full image, encoded once in turn 1
     assert cached.stats["vision_misses"] - before["vision_misses"] == 6  # + the three crops
+    assert cached.stats["processor_skips"] - before["processor_skips"] == 3  # nor processed again
     ref1, ref2 = plain.generate(first), plain.generate(second)
     assert plain.stats["vision_hits"] == 0
     assert [g.text for g in out1] == [g.text for g in ref1]
@@ -60,6 +61,19 @@ def test_engine_two_turn_run_hits_the_cache(backends) -> None:
     assert all(t.error is None and len(t.turns) == 2 for t in trajs)
     # the random model writes no box, so turn 2 shows the full image again: both of its images come from the cache
     assert cached.stats["vision_hits"] - hits == 4
+
+
+def test_processor_outside_generation_gives_real_pixels(backends, tiny_processor) -> None:
+    """The skip is for the backend's own batches only: other users of its processor (training) get real pixels."""
+    from mgpo.backends.hf import render_inputs
+
+    cached, _ = backends
+    first, _ = two_turn_requests(1)
+    cached.generate(first)  # the image's encoder output is now cached
+    assert cached.vision_cache.get(first[0].messages[-1]["content"][0]["image"]) is not None
+    got = render_inputs(cached.processor, [first[0].messages])["pixel_values"]
+    want = render_inputs(tiny_processor, [first[0].messages])["pixel_values"]
+    assert got.abs().sum() > 0 and bool((got == want).all())
 
 
 def test_vision_cache_drops_dead_images_and_respects_budget() -> None:
