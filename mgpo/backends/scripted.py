@@ -27,9 +27,10 @@ class ScriptedBackend:
         out = []
         for req in requests:
             start = time.perf_counter()
-            turns = self.by_id.get(str(req.sample_id)) if req.sample_id is not None else None
-            if turns is None and req.sample_index < len(self.by_index):
-                turns = self.by_index[req.sample_index]
+            if self.by_id and req.sample_id is not None:  # keyed files match by id only, never by position
+                turns = self.by_id.get(str(req.sample_id))
+            else:
+                turns = self.by_index[req.sample_index] if req.sample_index < len(self.by_index) else None
             if turns is None:
                 out.append(Generation("", error=f"no scripted response for sample {req.sample_id or req.sample_index}"))
                 continue

@@ -1,0 +1,90 @@
+"""The engine's loop: turn-by-turn batches, stopping rules, iterative zoom, and trajectory I/O."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from mgpo.backends.scripted import ScriptedBackend
+from mgpo.engine import Engine
+from mgpo.protocol import ProtocolConfig
+from mgpo.types import Sample, Trajectory, read_trajectories, write_jsonl
+
+
+def box_text(box: list[int], label: str = "x") -> str:
+    return f"```json\n{json.dumps([{'bbox_2d': box, 'label': label}])}\n```"
+
+
+class Counting(ScriptedBackend):
+    """Scripted backend that records each call's batch."""
+
+    def __init__(self, responses):
+        super().__init__(responses)
+        self.calls: list[list[tuple[int, int]]] = []
+
+    def generate(self, requests):
+        self.calls.append([(r.sample_index, r.turn) for r in requests])
+        return super().generate(requests)
+
+
+def test_batch_runs_turn_by_turn() -> None:
+    samples = [Sample(Image.new("RGB", (1000, 800)), f"q{i}?", ["a", "b"], "A") for i in range(4)]
+    backend = Counting([{"turns": [box_text([10, 10, 300, 300]), "\\boxed{A}"]}] * 4)
+    trajs = Engine(backend).run(samples)
+    assert backend.calls == [[(i, 0) for i in range(4)], [(i, 1) for i in range(4)]]
+    assert all(t.correct for t in trajs)
+
+
+def test_turn_two_runs_even_if_turn_one_answered() -> None:
+    backend = Counting([{"turns": ["It is \\boxed{B}", "\\boxed{A}"]}])
+    traj = Engine(backend).run([Sample(Image.new("RGB", (500, 500)), "q?", ["a", "b"], "A")])[0]
+    assert len(traj.turns) == 2 and traj.turns[0].fallback is not None
+    assert traj.answer == "A"  # the LAST \boxed{} of the response
+
+
+def test_iterative_zoom_maps_each_box_from_the_latest_image() -> None:
+    cfg = ProtocolConfig.paper(max_turns=3)
+    # 4000x3000 -> frame 1148x868. Turn-1 box [0, 0, 574, 434] is the top-left quarter: original [0, 0, 2000, 1500].
+    # That 2000x1500 crop is pre-resized to 1156x867 -> frame 1148x868 again; the top-left quarter of it is
+    # original [0, 0, 1000, 750].
+    backend = Counting([{"turns": [box_text([0, 0, 574, 434]), box_text([0, 0, 574, 434]), "\\boxed{B}"]}])
+    traj = Engine(backend, cfg).run([Sample(Image.new("RGB", (4000, 3000)), "q?", ["a", "b"], "B")])[0]
+    assert [t.box_original for t in traj.turns] == [[0, 0, 2000, 1500], [0, 0, 1000, 750], None]
+    assert [t.shown_box for t in traj.turns] == [[0, 0, 4000, 3000], [0, 0, 2000, 1500], [0, 0, 1000, 750]]
+    assert "JSON format" in traj.turns[1].prompt  # intermediate turns may ask for another box
+    assert "instead output the coordinates" not in traj.turns[2].prompt  # the last turn must answer
+    assert traj.correct is True
+
+
+def test_sample_stops_when_it_answers_before_max_turns() -> None:
+    cfg = ProtocolConfig.paper(max_turns=4)
+    responses = [
+        {"turns": [box_text([0, 0, 300, 300]), "\\boxed{A}", "never asked", "never asked"]},
+        {"turns": [box_text([0, 0, 300, 300]), box_text([0, 0, 300, 300]), "\\boxed{B}", "never asked"]},
+    ]
+    backend = Counting(responses)
+    samples = [Sample(Image.new("RGB", (1000, 1000)), "q?", ["a", "b"], "A") for _ in range(2)]
+    trajs = Engine(backend, cfg).run(samples)
+    assert [len(t.turns) for t in trajs] == [2, 3]
+    assert backend.calls == [[(0, 0), (1, 0)], [(0, 1), (1, 1)], [(1, 2)]]
+
+
+def test_direct_preset_is_single_turn() -> None:
+    backend = Counting([{"turns": ["\\boxed{B}"]}])
+    traj = Engine(backend, ProtocolConfig.direct()).run([Sample(Image.new("RGB", (500, 500)), "q", ["a", "b"], "B")])[0]
+    assert len(traj.turns) == 1 and traj.system_prompt is None and traj.correct is True
+    assert traj.turns[0].prompt.startswith("<image>Question: q. The choices are listed below:\n(A) a\n(B) b\n")
+
+
+def test_trajectories_round_trip_through_jsonl(tmp_path: Path) -> None:
+    backend = ScriptedBackend([{"turns": [box_text([10, 10, 300, 300]), "\\boxed{A}"]}])
+    traj = Engine(backend).run([Sample(Image.new("RGB", (900, 700)), "q?", ["a", "b"], "A", id="s1")])[0]
+    path = tmp_path / "t.jsonl"
+    write_jsonl([traj, traj], path)
+    with open(path, "a") as fh:
+        fh.write('{"question": "torn')  # a write cut short by a kill
+    back = read_trajectories(path)
+    assert len(back) == 2 and back[0] == traj
+    assert Trajectory.from_dict(json.loads(traj.to_json())) == traj

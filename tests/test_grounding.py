@@ -1,0 +1,186 @@
+"""Box parsing, validation and mapping: examples from the spec and hypothesis properties."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from mgpo import imaging
+from mgpo.engine import ground
+from mgpo.grounding import check_box, clamp_box, map_to_original, parse_box, to_frame_pixels
+from mgpo.protocol import ProtocolConfig
+from mgpo.types import Box
+
+PAPER = ProtocolConfig.paper()
+CLAMP = ProtocolConfig.paper(box_policy="clamp", parsing="lenient")
+PAPER_LIMITS = (PAPER.min_pixels, PAPER.max_pixels)
+
+
+def block(payload: object) -> str:
+    return f"```json\n{json.dumps(payload)}\n```"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parsing examples
+
+
+def test_strict_parses_first_valid_entry_and_cuts_after_fence() -> None:
+    text = "Looking.\n" + block(
+        [{"bbox_2d": [1, 2, 3.5, 4], "label": "x"}, {"bbox_2d": [10, 20, 30, 40], "label": "cup"}]
+    )
+    text += "\nanswer \\boxed{A}"
+    found = parse_box(text)
+    assert found is not None
+    assert found.box.as_list() == [10, 20, 30, 40] and found.label == "cup" and found.notes == ()
+    assert text[: found.end].endswith("```") and "boxed" not in text[: found.end]
+
+
+def test_strict_rejects_what_lenient_accepts() -> None:
+    cases = {
+        '[{"bbox_2d": [10, 20, 300, 400], "label": "cup"}]': "unfenced JSON",
+        block([{"bbox_2d": [10.5, 20, 300, 400], "label": "cup"}]): "float coordinates",
+        block([{"bbox_2d": [10, 20, 300, 400]}]): "missing label",
+        block({"bbox_2d": [10, 20, 300, 400], "label": "cup"}): "JSON object instead of a list",
+    }
+    for text, note in cases.items():
+        assert parse_box(text) is None, text
+        found = parse_box(text, lenient=True)
+        assert found is not None and note in found.notes, text
+
+
+def test_strict_takes_only_the_first_list_of_dicts_block() -> None:
+    text = block([{"bbox_2d": [1, 2, 3], "label": "bad"}]) + block([{"bbox_2d": [10, 20, 300, 400], "label": "ok"}])
+    assert parse_box(text) is None
+
+
+def test_bools_and_wrong_lengths_are_not_coordinates() -> None:
+    assert parse_box(block([{"bbox_2d": [True, 2, 300, 400], "label": "x"}])) is None
+    assert parse_box(block([{"bbox_2d": [1, 2, 300], "label": "x"}]), lenient=True) is None
+
+
+@given(st.text())
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_parsing_never_raises(text: str) -> None:
+    for lenient in (False, True):
+        found = parse_box(text, lenient=lenient)
+        assert found is None or 0 <= found.end <= len(text)
+
+
+@given(st.text(alphabet='[]{}"bbox_2dlabel:, 0123456789.-`json\n', max_size=200))
+@settings(max_examples=400)
+def test_parsing_never_raises_on_json_like_noise(text: str) -> None:
+    parse_box(text)
+    parse_box(text, lenient=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Validation and mapping
+
+
+def test_spec_worked_example() -> None:
+    frame = imaging.model_frame(imaging.pre_resize_size((4000, 3000), *PAPER_LIMITS), 3136, 12_845_056)
+    assert imaging.pre_resize_size((4000, 3000), *PAPER_LIMITS) == (1156, 867)
+    assert frame == (1148, 868)
+    assert imaging.model_frame((4000, 3000), *PAPER_LIMITS) == (1148, 840)  # a single smart_resize differs
+    step = ground(block([{"bbox_2d": [100, 50, 400, 300], "label": "cup"}]), frame, [0, 0, 4000, 3000], PAPER)
+    assert step.box_original == [348, 172, 1393, 1036] and step.fallback is None
+
+
+def test_validity_rules_follow_the_reference() -> None:
+    frame = (1148, 868)
+    assert check_box(Box(0, 0, 1148, 868), frame) is None
+    assert "inverted" in check_box(Box(10, 10, 5, 50), frame)
+    assert "outside" in check_box(Box(-1, 0, 100, 100), frame)
+    assert "outside" in check_box(Box(0, 0, 1149, 100), frame)
+    assert "too small" in check_box(Box(0, 0, 28, 100), frame)  # exactly 28 is not > 28
+    assert check_box(Box(0, 0, 29, 100), frame) is None
+    assert "aspect" in check_box(Box(0, 0, 29, 2900), (3000, 3000))  # 100:1 is not < 100
+    assert check_box(Box(0, 0, 30, 2900), (3000, 3000)) is None
+
+
+def test_normalized_coordinates_map_through_the_frame() -> None:
+    frame = (1148, 868)
+    box = to_frame_pixels(Box(0, 0, 500, 1000), frame, "normalized-1000")
+    assert box.as_list() == [0, 0, 574, 868]
+    cfg = ProtocolConfig.paper(coords="normalized-1000")
+    step = ground(block([{"bbox_2d": [0, 0, 500, 1000], "label": "left"}]), frame, [0, 0, 4000, 3000], cfg)
+    assert step.box_original == [0, 0, 2000, 3000]
+
+
+def test_clamp_policy_clips_and_grows() -> None:
+    frame = (1148, 868)
+    step = ground(block([{"bbox_2d": [-50, 10, 20, 30], "label": "edge"}]), frame, [0, 0, 4000, 3000], CLAMP)
+    assert step.fallback is None and step.box_original is not None
+    assert any(n.startswith("clamped") for n in step.notes)
+    off = ground(block([{"bbox_2d": [2000, 2000, 2100, 2100], "label": "off"}]), frame, [0, 0, 4000, 3000], CLAMP)
+    assert off.fallback is not None  # a box that misses the image entirely is not clamped into it
+
+
+frames = st.tuples(st.integers(28, 3000), st.integers(28, 3000)).filter(lambda f: max(f) / min(f) <= 200)
+coords = st.floats(-5000, 5000, allow_nan=False)
+
+
+@given(
+    frame=frames,
+    original=st.tuples(st.integers(28, 9000), st.integers(28, 9000)),
+    raw=st.tuples(coords, coords, coords, coords),
+    clamp=st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_accepted_box_gives_a_crop_inside_the_image_at_least_28px(frame, original, raw, clamp) -> None:
+    box = Box(*raw)
+    if clamp:
+        clamped = clamp_box(box, frame)
+        if clamped is None:
+            return
+        box = clamped
+    if check_box(box, frame) is not None:
+        return
+    mapped = map_to_original(box, frame, [0, 0, *original])
+    x1, y1, x2, y2 = mapped
+    assert 0 <= x1 < x2 <= original[0] and 0 <= y1 < y2 <= original[1]
+    crop_size = imaging.fit_side_limits(imaging.pre_resize_size((x2 - x1, y2 - y1), *PAPER_LIMITS))
+    assert min(crop_size) >= 28 and max(crop_size) / min(crop_size) <= 200
+
+
+@given(
+    frame=frames,
+    original=st.tuples(st.integers(28, 9000), st.integers(28, 9000)),
+    raw=st.tuples(*(st.integers(0, 3000) for _ in range(4))),
+)
+@settings(max_examples=300)
+def test_mapping_matches_the_paper_formula(frame, original, raw) -> None:
+    x1, y1, x2, y2 = raw
+    box = Box(min(x1, frame[0]), min(y1, frame[1]), min(x2, frame[0]), min(y2, frame[1]))
+    if check_box(box, frame) is not None:
+        return
+    mapped = map_to_original(box, frame, [0, 0, *original])
+    paper = [
+        int(box.x1 / frame[0] * original[0]),
+        int(box.y1 / frame[1] * original[1]),
+        int(box.x2 / frame[0] * original[0]),
+        int(box.y2 / frame[1] * original[1]),
+    ]
+    assert mapped == paper
+
+
+def test_clamped_boxes_are_always_valid() -> None:
+    @given(frame=frames, raw=st.tuples(coords, coords, coords, coords))
+    @settings(max_examples=300)
+    def inner(frame, raw) -> None:
+        clamped = clamp_box(Box(*raw), frame)
+        if clamped is not None and min(frame) > 29 and max(frame) / min(frame) < 99:
+            assert check_box(clamped, frame) is None
+
+    inner()
+
+
+def test_crop_is_cut_from_the_original_pixels() -> None:
+    original = Image.new("RGB", (4000, 3000), (0, 0, 0))
+    original.paste((255, 0, 0), (348, 172, 1393, 1036))
+    piece = imaging.crop(original, [348, 172, 1393, 1036])
+    assert piece.size == (1045, 864)
+    assert piece.getextrema() == ((255, 255), (0, 0), (0, 0))
