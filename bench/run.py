@@ -422,7 +422,7 @@ def print_table(report: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small run for CPU: 8 samples, 3 repeats")
+    ap.add_argument("--quick", action="store_true", help="small run for CPU: 8 samples, 5 repeats")
     ap.add_argument("--samples", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--size", default="2048x1536", help="input image size (V* images average about 2246x1582)")
@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "report.json"))
     args = ap.parse_args(argv)
     args.samples = args.samples or (8 if args.quick else 32)
-    args.repeats = args.repeats or 3
+    args.repeats = args.repeats or 5
     args.overhead_samples = args.overhead_samples or (4 if args.quick else 16)
 
     start = time.perf_counter()
