@@ -107,7 +107,9 @@ class HFBackend:
         self.model_id = model_id
         self.device = resolve_device(device)
         self.batch_size = max(1, int(batch_size))
-        self.sampling = sampling or {}
+        from mgpo.backends.options import options_dict
+
+        self.sampling = options_dict(sampling, "sampling")
         self.processor = load_processor(model_id, processor_min_pixels, processor_max_pixels)
         kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype, self.device)}
         kwargs["attn_implementation"] = attn_implementation or default_attention(self.device, kwargs["dtype"])

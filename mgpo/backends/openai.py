@@ -36,6 +36,7 @@ from tenacity import (
 
 from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
 from mgpo.backends.frames import IdentityCache, to_model_frame
+from mgpo.backends.options import options_dict
 from mgpo.errors import MgpoError
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -88,7 +89,7 @@ class OpenAIBackend:
         self.max_retries = max(0, int(max_retries))
         self.backoff = float(backoff)
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens not in (None, "", "none", "None") else None
-        self.sampling = dict(sampling or {})
+        self.sampling = options_dict(sampling, "sampling")
         self.frame_limits = (int(processor_min_pixels), int(processor_max_pixels))
         headers = {"Content-Type": "application/json"}
         key = _api_key(api_key_env)
@@ -123,6 +124,7 @@ class OpenAIBackend:
         try:
             self.client.get("/models", timeout=self.client.timeout.connect or 10.0)
         except httpx.HTTPError as exc:
+            self.client.close()
             raise MgpoError(self._unreachable(exc)) from None
 
     def _first_model(self) -> str:

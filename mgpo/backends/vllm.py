@@ -16,6 +16,7 @@ from typing import Any
 
 from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
 from mgpo.backends.frames import IdentityCache, to_model_frame
+from mgpo.backends.options import options_dict
 from mgpo.errors import MgpoError, ModelLoadError
 
 MISSING = "vLLM is not installed; pip install 'mgpo[vllm]' on a CUDA machine"
@@ -106,13 +107,14 @@ class VLLMBackend:
         self.limits = (int(processor_min_pixels), int(processor_max_pixels))
         self.processor = load_processor(model_id, *self.limits)  # chat template, same as the hf backend
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens else _generation_cap(model_id)
-        self.sampling = dict(sampling or {})
+        self.sampling = options_dict(sampling, "sampling")
         self._frames = IdentityCache()
         self._vllm = vllm
         kwargs = llm_kwargs(
             model_id, max_images=int(max_images), min_pixels=self.limits[0], max_pixels=self.limits[1], dtype=dtype,
             tensor_parallel_size=int(tensor_parallel_size), gpu_memory_utilization=float(gpu_memory_utilization),
-            max_model_len=int(max_model_len) if max_model_len else None, seed=int(seed), extra=llm_options,
+            max_model_len=int(max_model_len) if max_model_len else None, seed=int(seed),
+            extra=options_dict(llm_options, "llm_options"),
         )  # fmt: skip
         try:
             self.llm = vllm.LLM(**kwargs)

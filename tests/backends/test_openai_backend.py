@@ -347,3 +347,17 @@ def test_model_frame_is_a_fixed_point_of_the_servers_rounding(w: int, h: int) ->
     lo, hi = protocol.PROCESSOR_PIXELS
     frame = imaging.model_frame((w, h), lo, hi)
     assert imaging.model_frame(frame, lo, hi) == frame
+
+
+def test_options_arrive_as_text_from_model_args(scripted) -> None:
+    """lmms-eval --model_args give every value as a string; make_backend takes them by name."""
+    srv = scripted()
+    backend = make_backend("openai", "m", base_url=srv.url, concurrency="3", timeout="30", max_retries="1",
+                           backoff="0.5", max_new_tokens="7", sampling='{"temperature": 0.5, "seed": 3}',
+                           check="true", device="cuda", batch_size="16")  # fmt: skip
+    assert (backend.concurrency, backend.max_retries, backend.max_new_tokens) == (3, 1, 7)
+    backend.generate([Request(one_request().messages, 0, 0)])
+    body = srv.posts[-1]
+    assert (body["max_tokens"], body["temperature"], body["seed"]) == (7, 0.5, 3)
+    with pytest.raises(MgpoError, match="sampling must be a JSON object"):
+        make_backend("openai", "m", base_url=srv.url, sampling="temperature=0.5")
