@@ -25,7 +25,7 @@ err = Console(stderr=True)
 # Shared options
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Hub id or local model directory.")]
-BackendOpt = Annotated[str, typer.Option("--backend", "-b", help="hf | scripted.")]
+BackendOpt = Annotated[str, typer.Option("--backend", "-b", help="hf | openai | vllm | scripted.")]
 ResponsesOpt = Annotated[
     Path | None, typer.Option("--responses", help="JSONL of recorded turns for --backend scripted.")
 ]
@@ -43,6 +43,14 @@ MaxNewOpt = Annotated[int | None, typer.Option("--max-new-tokens", help="Per-tur
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Samples per backend call.")]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option("--base-url", help="OpenAI-compatible server for --backend openai, e.g. http://HOST:8000/v1."),
+]
+ApiKeyEnvOpt = Annotated[
+    str | None, typer.Option("--api-key-env", help="Environment variable holding the API key (default OPENAI_API_KEY).")
+]
+ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", help="Requests in flight for --backend openai.")]
 MaxImagePixOpt = Annotated[
     int | None, typer.Option("--max-image-pixels", help="Refuse larger input images (decompression-bomb guard).")
 ]
@@ -56,6 +64,12 @@ def protocol_config(preset: str = "paper", **options):
         return ProtocolConfig.from_preset(preset, **options)
     except ValueError as exc:
         raise MgpoError(str(exc)) from exc
+
+
+def backend_options(backend: str, **given) -> dict:
+    """The CLI options that the chosen backend takes (the others belong to other backends)."""
+    takes = {"hf": ("device", "dtype"), "vllm": ("dtype",), "openai": ("base_url", "api_key_env", "concurrency")}
+    return {k: v for k, v in given.items() if k in takes.get(backend, ()) and v is not None}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -85,6 +99,9 @@ def infer(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     max_image_pixels: MaxImagePixOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    concurrency: ConcurrencyOpt = 8,
     save_dir: Annotated[Path | None, typer.Option("--save-dir", help="Write trajectory.json, crops, overlay.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the trajectory JSON.")] = False,
 ) -> None:
@@ -100,7 +117,8 @@ def infer(
         parsing=parsing, max_new_tokens=max_new_tokens,
     )  # fmt: skip
     original = load_input(image, max_image_pixels)  # fail on a bad image before loading a model
-    options = {"device": device, "dtype": dtype} if backend == "hf" else {}
+    options = backend_options(backend, device=device, dtype=dtype, base_url=base_url, api_key_env=api_key_env,
+                              concurrency=concurrency)  # fmt: skip
     engine = build_engine(backend, model, cfg, responses, max_image_pixels, **options)
     traj = run_infer(engine, original, question, choice or [], ground_truth)
     traj.image_path = str(image)

@@ -19,6 +19,7 @@ from mgpo.errors import ImageError
 PATCH_FACTOR = 28  # patch_size 14 * spatial merge 2: Qwen2/2.5-VL's rounding unit
 MIN_SIDE = 28  # smaller images or crops crash the Qwen processor
 MAX_ASPECT = 200  # smart_resize raises above this
+EXIF_ORIENTATION = 0x0112
 DEFAULT_MAX_IMAGE_PIXELS = 300_000_000  # decompression-bomb guard, configurable per call
 
 RESAMPLING = {
@@ -43,7 +44,9 @@ def load_image(source: Image.Image | str | Path | bytes, max_pixels: int = DEFAU
     else:
         image = _open(source, max_pixels, name)
     try:
-        image = ImageOps.exif_transpose(image)
+        image.load()  # decode now, so truncated data fails here with a clear message
+        if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # exif_transpose copies even upright images: 40+ ms on 4K
+            image = ImageOps.exif_transpose(image)
         image = to_rgb(image)
     except (OSError, ValueError, SyntaxError) as exc:  # truncated data surfaces here, at decode time
         raise ImageError(f"{name}: cannot decode image ({_short(exc)}); re-save it as PNG or JPEG") from exc

@@ -9,7 +9,7 @@ from mgpo.backends.base import Backend, BackendError, Generation, Request
 from mgpo.errors import MgpoError
 from mgpo.protocol import ProtocolConfig
 
-BACKENDS = ("hf", "scripted")
+BACKENDS = ("hf", "openai", "vllm", "scripted")
 
 __all__ = ["BACKENDS", "Backend", "BackendError", "Generation", "Request", "make_backend"]
 
@@ -22,7 +22,12 @@ def make_backend(
     responses: str | Path | list[dict] | None = None,
     **options: Any,
 ) -> Backend:
-    """Build a backend by name; options go to its constructor (device, dtype, batch_size, ...)."""
+    """Build a backend by name; options go to its constructor.
+
+    hf: device, dtype, attn_implementation, batch_size, sampling. openai: base_url, api_key_env, concurrency,
+    timeout, connect_timeout, max_retries, backoff, max_new_tokens, sampling, check. vllm: see VLLMBackend.
+    Option values may be strings (lmms-eval ``--model_args``); each backend converts them.
+    """
     cfg = protocol or ProtocolConfig.paper()
     if name == "scripted":
         from mgpo.backends.scripted import ScriptedBackend
@@ -41,6 +46,27 @@ def make_backend(
         if not model:
             raise MgpoError("the hf backend needs a model: add --model ID_OR_DIR")
         return HFBackend(
+            model,
+            processor_min_pixels=cfg.processor_min_pixels,
+            processor_max_pixels=cfg.processor_max_pixels,
+            **options,
+        )
+    if name == "openai":
+        from mgpo.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(
+            model,
+            processor_min_pixels=cfg.processor_min_pixels,
+            processor_max_pixels=cfg.processor_max_pixels,
+            **options,
+        )
+    if name == "vllm":
+        from mgpo.backends.vllm import VLLMBackend
+
+        if not model:
+            raise MgpoError("the vllm backend needs a model: add --model ID_OR_DIR")
+        options.setdefault("max_images", cfg.max_turns)  # one image per turn
+        return VLLMBackend(
             model,
             processor_min_pixels=cfg.processor_min_pixels,
             processor_max_pixels=cfg.processor_max_pixels,

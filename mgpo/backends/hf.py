@@ -3,11 +3,19 @@
 Batched, left-padded ``generate``; greedy unless sampling is asked for; vision special tokens suppressed so a sampled
 placeholder can never desynchronise image features; ``mm_token_type_ids`` from the processor passed through so
 M-RoPE gets real 3-D positions.
+
+Speed: requests are batched by length; the vision encoder's output for an image is cached by image object, so turn 2
+(which shows turn 1's full image again, next to the crop) encodes only the new image; SDPA attention (flash-attention
+2 on CUDA when installed); the model stays on its device.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import threading
 import time
+import weakref
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -91,20 +99,20 @@ class HFBackend:
         processor_min_pixels: int = 3136,
         processor_max_pixels: int = 12_845_056,
         sampling: dict[str, Any] | None = None,
+        vision_cache_mb: float = 1024,
     ):
         import torch
         from transformers import AutoModelForImageTextToText
 
         self.model_id = model_id
         self.device = resolve_device(device)
-        self.batch_size = max(1, batch_size)
-        self.sampling = sampling or {}
+        self.batch_size = max(1, int(batch_size))
+        from mgpo.backends.options import options_dict
+
+        self.sampling = options_dict(sampling, "sampling")
         self.processor = load_processor(model_id, processor_min_pixels, processor_max_pixels)
         kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype, self.device)}
-        if attn_implementation:
-            kwargs["attn_implementation"] = attn_implementation
-        elif self.device.startswith("cuda"):
-            kwargs["attn_implementation"] = "sdpa"
+        kwargs["attn_implementation"] = attn_implementation or default_attention(self.device, kwargs["dtype"])
         try:
             self.model = AutoModelForImageTextToText.from_pretrained(model_id, **kwargs)
         except Exception as exc:
@@ -117,6 +125,11 @@ class HFBackend:
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else next(iter(self.eos_ids))
         self._torch = torch
+        self.stats = {"prepare_s": 0.0, "generate_s": 0.0, "vision_hits": 0, "vision_misses": 0, "processor_skips": 0}
+        self.vision_cache = VisionCache(int(float(vision_cache_mb) * 2**20), self.stats)
+        self._batch_images: list | None = None  # the images of the batch being generated, in processor order
+        if self.vision_cache.budget > 0:
+            self._install_vision_cache()
 
     def default_max_new_tokens(self) -> int:
         return self.model.generation_config.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
@@ -143,10 +156,40 @@ class HFBackend:
                 results[i] = gen
         return [r for r in results if r is not None]
 
+    def _install_vision_cache(self) -> None:
+        """Route the model's vision encoder through the cache (models whose base exposes get_image_features)."""
+        base = getattr(self.model, "base_model", None)
+        encode = getattr(base, "get_image_features", None)
+        if encode is None:
+            return
+        backend = weakref.proxy(self)
+
+        def cached_image_features(pixel_values, image_grid_thw=None, **kwargs):
+            return backend.vision_cache.features(encode, backend._batch_images, pixel_values, image_grid_thw, kwargs)
+
+        base.get_image_features = cached_image_features  # instance attribute: generate() and forward() both use it
+        self.processor.image_processor = SkippingImageProcessor(self.processor.image_processor, self.vision_cache)
+
     def _generate_batch(self, batch: list[Request]) -> list[Generation]:
+        try:
+            inputs, sequences, max_new, seconds = self._run_batch(batch)
+        finally:  # pins and image lists are per batch, whatever happened
+            self._batch_images = None
+            self.vision_cache.pinned.clear()
+        return self._decode(batch, inputs, sequences, max_new, seconds)
+
+    def _run_batch(self, batch: list[Request]):
         torch = self._torch
         start = time.perf_counter()
-        inputs = render_inputs(self.processor, [r.messages for r in batch]).to(self.device)
+        conversations = [r.messages for r in batch]
+        self.vision_cache.pinned.clear()
+        self.vision_cache.skipping = True  # only this backend's own generation may skip processing
+        try:
+            inputs = render_inputs(self.processor, conversations).to(self.device)
+        finally:
+            self.vision_cache.skipping = False
+        prepared = time.perf_counter()
+        self.stats["prepare_s"] += prepared - start
         max_new = max(r.max_new_tokens or self.default_max_new_tokens() for r in batch)
         gen_kwargs: dict[str, Any] = {
             "max_new_tokens": max_new,
@@ -159,11 +202,16 @@ class HFBackend:
             "pad_token_id": self.pad_id,
         }
         gen_kwargs.update(self.sampling)
+        self._batch_images = [p["image"] for m in (m for c in conversations for m in c) for p in _parts(m)
+                              if p["type"] == "image"]  # fmt: skip
         with torch.inference_mode():
             sequences = self.model.generate(**inputs, **gen_kwargs)
+        self.stats["generate_s"] += time.perf_counter() - prepared
+        return inputs, sequences, max_new, (time.perf_counter() - start) / len(batch)
+
+    def _decode(self, batch: list[Request], inputs, sequences, max_new: int, seconds: float) -> list[Generation]:
         prompt_len = inputs["input_ids"].shape[1]
         new_tokens = sequences[:, prompt_len:].tolist()
-        seconds = (time.perf_counter() - start) / len(batch)
         out = []
         for row, req, mask in zip(new_tokens, batch, inputs["attention_mask"], strict=True):
             cap = req.max_new_tokens or max_new
@@ -172,6 +220,165 @@ class HFBackend:
             n_out = len(ids) + (1 if len(ids) < len(row[:cap]) and row[len(ids)] in self.eos_ids else 0)
             out.append(Generation(text, output_tokens=n_out, prompt_tokens=int(mask.sum()), seconds=seconds))
         return out
+
+
+def default_attention(device: str, dtype) -> str:
+    """flash-attention 2 on CUDA in half precision when the package is installed, else PyTorch SDPA."""
+    import torch
+
+    half = dtype in (torch.bfloat16, torch.float16)
+    if device.startswith("cuda") and half and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+class VisionCache:
+    """The vision encoder's output per image object, so an image shown again in a later turn is not re-encoded.
+
+    Keyed by object identity (the engine passes the same PIL object for turn 1's image and for its re-showing);
+    an entry, ``(embeddings, grid_thw row)``, dies with its image or when the byte budget is exceeded (least
+    recently used first). Outputs are per image, which holds for Qwen2/2.5-VL: each image attends only to itself
+    in the vision tower. Entries the current batch relies on are pinned until it is generated.
+    """
+
+    def __init__(self, budget_bytes: int, stats: dict[str, Any]):
+        self.budget = budget_bytes
+        self.stats = stats
+        self.used = 0
+        self.pinned: dict[int, tuple[Any, Any]] = {}
+        self.skipping = False  # set while the owning backend renders a batch it is about to generate
+        self._entries: OrderedDict[int, tuple[weakref.ref, tuple[Any, Any], int]] = OrderedDict()
+        self._lock = threading.RLock()  # re-entrant: a weakref callback may fire while the lock is held
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, image) -> tuple[Any, Any] | None:
+        """``(embeddings, grid_thw row)`` for this image object, or None."""
+        if id(image) in self.pinned:
+            return self.pinned[id(image)]
+        with self._lock:
+            hit = self._entries.get(id(image))
+            if hit is None or hit[0]() is not image:
+                return None
+            self._entries.move_to_end(id(image))
+            return hit[1]
+
+    def put(self, image, embeddings, grid=None) -> None:
+        size = int(embeddings.numel() * embeddings.element_size())
+        if size > self.budget:
+            return
+        key = id(image)
+        try:
+            ref = weakref.ref(image, lambda _r, k=key: self._drop(k))
+        except TypeError:
+            return
+        with self._lock:
+            self._pop(key)
+            self._entries[key] = (ref, (embeddings, grid), size)
+            self.used += size
+            while self.used > self.budget and self._entries:
+                self._pop(next(iter(self._entries)))
+
+    def _drop(self, key: int) -> None:
+        with self._lock:
+            self._pop(key)
+
+    def _pop(self, key: int) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.used -= entry[2]
+
+    def features(self, encode, images: list | None, pixel_values, grid_thw, kwargs: dict[str, Any]):
+        """``get_image_features`` with cached images skipped: only the new images go through the encoder."""
+        import torch
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        if images is None or grid_thw is None or len(images) != grid_thw.shape[0]:
+            return encode(pixel_values, grid_thw, **kwargs)  # not a call we can attribute to images: no cache
+        cached = [self.get(img) for img in images]
+        missing = [i for i, c in enumerate(cached) if c is None]
+        self.stats["vision_hits"] += len(images) - len(missing)
+        self.stats["vision_misses"] += len(missing)
+        embeddings = [c[0] if c is not None else None for c in cached]
+        last_hidden = None
+        if missing:
+            bounds = [0, *torch.cumsum(grid_thw.prod(-1), 0).tolist()]
+            rows = torch.cat([pixel_values[bounds[i] : bounds[i + 1]] for i in missing])
+            out = encode(rows, grid_thw[missing], **kwargs)
+            for i, emb in zip(missing, out.pooler_output, strict=True):
+                embeddings[i] = emb
+                self.put(images[i], emb, grid_thw[i].detach().cpu())
+            if len(missing) == len(images):
+                last_hidden = out.last_hidden_state
+        return BaseModelOutputWithPooling(last_hidden_state=last_hidden, pooler_output=tuple(embeddings))
+
+
+class SkippingImageProcessor:
+    """Wraps the image processor: an image whose encoder output is cached is not processed again.
+
+    Its patch rows are never read (the encoder is skipped for it), so it gets zero rows of the right count and its
+    cached grid; the cache entry is pinned for the batch so it cannot be evicted before generation. Only active
+    while the owning backend renders its own batch: anyone else using the processor gets real pixels.
+    """
+
+    def __init__(self, inner, cache: VisionCache):
+        self.__dict__.update(inner=inner, cache=cache)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def __call__(self, images=None, *args, **kwargs):
+        import torch
+        from PIL import Image
+        from transformers import BatchFeature
+
+        flat = list(_flatten(images))
+        if not self.cache.skipping or not flat or not all(isinstance(i, Image.Image) for i in flat):
+            return self.inner(images, *args, **kwargs)
+        hits = {id(i): hit for i in flat if (hit := self.cache.get(i)) is not None and hit[1] is not None}
+        if not hits:
+            return self.inner(images, *args, **kwargs)
+        todo = [i for i in flat if id(i) not in hits]
+        fresh = self.inner(todo, *args, **kwargs) if todo else None
+        if fresh is not None and (set(fresh.keys()) != {"pixel_values", "image_grid_thw"}
+                                  or not isinstance(fresh["pixel_values"], torch.Tensor)):  # fmt: skip
+            return self.inner(images, *args, **kwargs)  # an output shape this wrapper does not know: no skipping
+        width = fresh["pixel_values"].shape[1] if fresh is not None else _patch_width(self.inner)
+        dtype = fresh["pixel_values"].dtype if fresh is not None else torch.float32
+        pixels, grids, n = [], [], 0
+        bounds = [0, *torch.cumsum(fresh["image_grid_thw"].prod(-1), 0).tolist()] if fresh is not None else [0]
+        for image in flat:
+            if id(image) in hits:
+                grid = hits[id(image)][1]
+                self.cache.pinned[id(image)] = hits[id(image)]
+                pixels.append(torch.zeros((1, width), dtype=dtype).expand(int(grid.prod()), width))
+                self.cache.stats["processor_skips"] = self.cache.stats.get("processor_skips", 0) + 1
+            else:
+                pixels.append(fresh["pixel_values"][bounds[n] : bounds[n + 1]])
+                grid = fresh["image_grid_thw"][n]
+                n += 1
+            grids.append(grid.reshape(1, 3))
+        data = {"pixel_values": torch.cat(pixels), "image_grid_thw": torch.cat(grids).to(torch.long)}
+        return BatchFeature(data=data)
+
+
+def _flatten(images):
+    if isinstance(images, list | tuple):
+        for item in images:
+            yield from _flatten(item)
+    elif images is not None:
+        yield images
+
+
+def _patch_width(image_processor) -> int:
+    ip = image_processor
+    return 3 * ip.temporal_patch_size * ip.patch_size * ip.patch_size
+
+
+def _parts(message: dict[str, Any]) -> list[dict[str, Any]]:
+    content = message["content"]
+    return content if isinstance(content, list) else []
 
 
 def render_inputs(processor, conversations: list[list[dict[str, Any]]]):

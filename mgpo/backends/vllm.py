@@ -1,0 +1,182 @@
+"""vLLM backend: an in-process ``vllm.LLM`` (written against vLLM 0.32's documented offline API; not run in CI, which
+has no GPU — see the README).
+
+Each engine turn is one ``LLM.generate`` call over every live sample, and vLLM's scheduler batches them. Prompts are
+rendered with the model's own chat template (the same text the hf backend feeds the model) and carry their images as
+``multi_modal_data``. Prefix caching is on, so turn 2 — whose prompt starts with turn 1's whole conversation, full
+image included — reuses turn 1's KV cache and computes only the new tokens. ``limit_mm_per_prompt`` allows one image
+per turn, and the protocol's pixel limits go to vLLM's processor as ``mm_processor_kwargs``; the images are also sent
+already at their model frame, so the processor's rounding is a no-op and the boxes stay in the engine's frame.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
+from mgpo.backends.frames import IdentityCache, to_model_frame
+from mgpo.backends.options import options_dict
+from mgpo.errors import MgpoError, ModelLoadError
+
+MISSING = "vLLM is not installed; pip install 'mgpo[vllm]' on a CUDA machine"
+
+
+def import_vllm():
+    """The vllm module, or one clear MgpoError where it is not installed (CPU machines, CI)."""
+    try:
+        import vllm
+    except ImportError:
+        raise MgpoError(MISSING) from None
+    return vllm
+
+
+def llm_kwargs(
+    model_id: str,
+    *,
+    max_images: int,
+    min_pixels: int,
+    max_pixels: int,
+    dtype: str = "auto",
+    tensor_parallel_size: int = 1,
+    gpu_memory_utilization: float = 0.9,
+    max_model_len: int | None = None,
+    seed: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Arguments for ``vllm.LLM``: prefix caching, one image per turn, the protocol's pixel limits."""
+    kwargs: dict[str, Any] = {
+        "model": model_id,
+        "dtype": dtype,
+        "tensor_parallel_size": int(tensor_parallel_size),
+        "gpu_memory_utilization": float(gpu_memory_utilization),
+        "enable_prefix_caching": True,  # turn 2 extends turn 1's prompt: its KV blocks are reused
+        "limit_mm_per_prompt": {"image": int(max_images)},
+        "mm_processor_kwargs": {"min_pixels": int(min_pixels), "max_pixels": int(max_pixels)},
+        "seed": int(seed),
+    }
+    if max_model_len:
+        kwargs["max_model_len"] = int(max_model_len)
+    kwargs.update(extra or {})
+    return kwargs
+
+
+def render_prompt(processor, messages: list[dict[str, Any]], frame) -> dict[str, Any]:
+    """One vLLM prompt: chat-templated text with an image placeholder per image, and the images at their frames."""
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    images = [frame(p["image"]) for m in messages if isinstance(m["content"], list) for p in m["content"]
+              if p["type"] == "image"]  # fmt: skip
+    prompt: dict[str, Any] = {"prompt": text}
+    if images:
+        prompt["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
+    return prompt
+
+
+class VLLMBackend:
+    """Holds a ``vllm.LLM``; one ``generate`` call per engine turn."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        dtype: str = "auto",
+        tensor_parallel_size: int | str = 1,
+        gpu_memory_utilization: float | str = 0.9,
+        max_model_len: int | str | None = None,
+        max_images: int | str = 2,
+        max_new_tokens: int | str | None = None,
+        sampling: dict[str, Any] | None = None,
+        seed: int | str = 0,
+        processor_min_pixels: int = 3136,
+        processor_max_pixels: int = 12_845_056,
+        llm_options: dict[str, Any] | None = None,
+        **ignored: Any,
+    ):
+        unknown = set(ignored) - {"device", "batch_size", "attn_implementation"}  # vLLM places and batches itself
+        if unknown:
+            raise MgpoError(
+                f"the vllm backend has no option {sorted(unknown)[0]!r}; it takes dtype, tensor_parallel_size, "
+                "gpu_memory_utilization, max_model_len, max_images, max_new_tokens, sampling, seed, llm_options"
+            )
+        vllm = import_vllm()
+        from mgpo.backends.hf import load_processor
+
+        self.model_id = model_id
+        self.limits = (int(processor_min_pixels), int(processor_max_pixels))
+        self.processor = load_processor(model_id, *self.limits)  # chat template, same as the hf backend
+        self.max_new_tokens = int(max_new_tokens) if max_new_tokens else _generation_cap(model_id)
+        self.sampling = options_dict(sampling, "sampling")
+        self._frames = IdentityCache()
+        self._vllm = vllm
+        kwargs = llm_kwargs(
+            model_id, max_images=int(max_images), min_pixels=self.limits[0], max_pixels=self.limits[1], dtype=dtype,
+            tensor_parallel_size=int(tensor_parallel_size), gpu_memory_utilization=float(gpu_memory_utilization),
+            max_model_len=int(max_model_len) if max_model_len else None, seed=int(seed),
+            extra=options_dict(llm_options, "llm_options"),
+        )  # fmt: skip
+        try:
+            self.llm = vllm.LLM(**kwargs)
+        except Exception as exc:
+            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"vLLM cannot load {model_id!r} ({detail})") from exc
+
+    def default_max_new_tokens(self) -> int:
+        return self.max_new_tokens
+
+    def _frame(self, image):
+        return self._frames.get(image, lambda: to_model_frame(image, *self.limits))
+
+    def sampling_params(self, request: Request):
+        params: dict[str, Any] = {
+            "max_tokens": int(request.max_new_tokens or self.max_new_tokens),
+            "temperature": 0.0,  # greedy unless sampling says otherwise; not the checkpoint's sampling defaults
+            "repetition_penalty": 1.0,
+            "skip_special_tokens": True,
+        }
+        params.update(self.sampling)
+        return self._vllm.SamplingParams(**params)
+
+    def generate(self, requests: list[Request]) -> list[Generation]:
+        if not requests:
+            return []
+        start = time.perf_counter()
+        try:
+            prompts = [render_prompt(self.processor, r.messages, self._frame) for r in requests]
+            outputs = self.llm.generate(prompts, [self.sampling_params(r) for r in requests], use_tqdm=False)
+        except Exception:
+            return [self._alone(r) for r in requests]  # find the request that failed; keep the others' answers
+        seconds = (time.perf_counter() - start) / len(requests)
+        return [_generation(out, seconds) for out in outputs]
+
+    def _alone(self, request: Request) -> Generation:
+        start = time.perf_counter()
+        try:
+            prompt = render_prompt(self.processor, request.messages, self._frame)
+            out = self.llm.generate([prompt], [self.sampling_params(request)], use_tqdm=False)[0]
+        except Exception as exc:
+            text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            return Generation("", error=f"vllm generation failed: {text}")
+        return _generation(out, time.perf_counter() - start)
+
+
+def _generation(out, seconds: float) -> Generation:
+    completion = out.outputs[0]
+    return Generation(
+        completion.text,
+        output_tokens=len(completion.token_ids),
+        prompt_tokens=len(out.prompt_token_ids or []),
+        seconds=seconds,
+        extra={"finish_reason": completion.finish_reason, "cached_tokens": getattr(out, "num_cached_tokens", None)},
+    )
+
+
+def _generation_cap(model_id: str) -> int:
+    """The checkpoint's max_new_tokens when it declares one, else the paper's cap."""
+    try:
+        from transformers import GenerationConfig
+
+        return GenerationConfig.from_pretrained(model_id).max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+    except Exception:
+        return DEFAULT_MAX_NEW_TOKENS
