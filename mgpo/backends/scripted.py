@@ -28,7 +28,8 @@ class ScriptedBackend:
         for req in requests:
             start = time.perf_counter()
             turns = self.by_id.get(str(req.sample_id)) if req.sample_id is not None else None
-            if turns is None and req.sample_index < len(self.by_index):
+            # a file keyed by id never falls back to position: a missing id is that sample's error, not another's turns
+            if turns is None and not self.by_id and req.sample_index < len(self.by_index):
                 turns = self.by_index[req.sample_index]
             if turns is None:
                 out.append(Generation("", error=f"no scripted response for sample {req.sample_id or req.sample_index}"))

@@ -56,3 +56,14 @@ def write_responses(path: Path, data_dir: Path, n_correct: int, reverse: bool = 
         lines.reverse()
     path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def responses_for():
+    """write_responses(path, data_dir, n_correct, reverse=True) -> path."""
+    return write_responses
+
+
+@pytest.fixture
+def box_turn() -> str:
+    return BOX_TURN
