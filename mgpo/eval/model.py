@@ -114,7 +114,7 @@ class MgpoModel(lmms):
             engine = build_engine(backend, str(pretrained), cfg, responses, max_image_pixels,
                                   **(backend_options if backend == "hf" else {}))  # fmt: skip
         if getattr(engine.backend, "name", "") == "scripted" and not getattr(engine.backend, "by_id", True):
-            raise MgpoError('under lmms-eval, scripted responses must be keyed by sample id: {"id": ..., "turns": [...]}')
+            raise MgpoError('under lmms-eval, key scripted responses by sample id: {"id": ..., "turns": [...]}')
         self.engine = engine
         self.mode = mode
         self.recorder = recorder or (Recorder(trajectories, resume=bool(resume)) if trajectories else None)

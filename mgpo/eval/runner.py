@@ -107,12 +107,12 @@ def _check(opts: EvalOptions) -> None:
 
 def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any]:
     """Run the tasks, record every sample, compute the metrics and write results.json; return its content."""
+    _check(opts)  # before the heavy imports: a bad flag fails at once
     from lmms_eval.evaluator import simple_evaluate
 
     from mgpo.eval.model import MgpoModel
 
     console = console or Console(stderr=True)
-    _check(opts)
     out = opts.output_dir
     out.mkdir(parents=True, exist_ok=True)
     env = {

@@ -127,12 +127,12 @@ def make_item(index: int, seed: int) -> tuple[Image.Image, SynthItem]:
         boxes, category = [box], "direct_attributes"
 
     text = question + " " + " ".join(f"({string.ascii_uppercase[i]}) {o}" for i, o in enumerate(options))
-    item = SynthItem(qid, f"images/{qid}.png", text, question, options, "A", category, kind, boxes, *size)
+    item = SynthItem(qid, f"images/{qid}.jpg", text, question, options, "A", category, kind, boxes, *size)
     return image, item
 
 
 def write_synth(out_dir: str | Path, n: int = 20, seed: int = 0) -> Path:
-    """Write n items: out_dir/images/*.png, out_dir/test.parquet (V* schema); return the parquet path."""
+    """Write n items: out_dir/images/*.jpg, out_dir/test.parquet (V* schema); return the parquet path."""
     import pandas as pd
 
     if n < 1:
@@ -142,7 +142,7 @@ def write_synth(out_dir: str | Path, n: int = 20, seed: int = 0) -> Path:
     rows = []
     for i in range(n):
         image, item = make_item(i, seed)
-        image.save(out / item.image, compress_level=1)
+        image.save(out / item.image, quality=95)  # JPEG like V*; q95 keeps small glyphs legible
         rows.append(asdict(item))
     path = out / DATA_FILE
     pd.DataFrame(rows).to_parquet(path, index=False)

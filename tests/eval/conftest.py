@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -35,12 +36,11 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300, **env: str) -> subpr
 
 
 @pytest.fixture(scope="session")
-def synth10(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """10 synthetic V*-schema samples (parquet + PNGs)."""
-    from mgpo.eval.synth import write_synth
-
-    out = tmp_path_factory.mktemp("synth10")
-    write_synth(out, n=10, seed=3)
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20 synthetic V*-schema samples written by the real CLI: `mgpo data synth --out d --n 20` (the Bar's data)."""
+    out = tmp_path_factory.mktemp("synth") / "d"
+    proc = run_cli([str(BIN / "mgpo"), "data", "synth", "--out", str(out), "--n", "20", "--seed", "0"], cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
     return out
 
 
@@ -67,3 +67,14 @@ def responses_for():
 @pytest.fixture
 def box_turn() -> str:
     return BOX_TURN
+
+
+@pytest.fixture(scope="session")
+def kit() -> SimpleNamespace:
+    """Helpers for subprocess tests: bin dir, repo, fast protocol flags, offline env, run()."""
+    return SimpleNamespace(bin=BIN, repo=REPO, fast=FAST, env=offline_env, run=run_cli)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_cli(tiny_model_dir: Path) -> Path:
+    return tiny_model_dir

@@ -38,16 +38,16 @@ def test_shuffle_keeps_the_answer(seed: int, n: int, correct: int) -> None:
 
 
 @pytest.mark.parametrize("form", ["parquet", "jsonl", "folder"])
-def test_local_modes(synth10: Path, tmp_path: Path, form: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    frame = pd.read_parquet(synth10 / "test.parquet")
+def test_local_modes(synth_dir: Path, tmp_path: Path, form: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    frame = pd.read_parquet(synth_dir / "test.parquet")
     if form == "parquet":
-        path = synth10 / "test.parquet"
+        path = synth_dir / "test.parquet"
     elif form == "folder":
-        path = synth10
+        path = synth_dir
     else:  # JSONL elsewhere, with absolute image paths
         path = tmp_path / "v.jsonl"
         rows = json.loads(frame.to_json(orient="records"))
-        rows = [{**r, "image": str(synth10 / r["image"])} for r in rows]
+        rows = [{**r, "image": str(synth_dir / r["image"])} for r in rows]
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     monkeypatch.setenv("MGPO_DATA", str(path))
     monkeypatch.delenv("MGPO_SHUFFLE_OPTIONS", raising=False)

@@ -12,14 +12,14 @@ from mgpo.eval.synth import MODEL_SPAN, make_item, target_side
 from mgpo.protocol import ProtocolConfig
 
 
-def test_written_dataset_schema(synth10: Path) -> None:
-    frame = pd.read_parquet(synth10 / "test.parquet")
-    assert len(frame) == 10
+def test_written_dataset_schema(synth_dir: Path) -> None:
+    frame = pd.read_parquet(synth_dir / "test.parquet")
+    assert len(frame) == 20
     assert {"question_id", "image", "text", "label", "category", "bbox"} <= set(frame.columns)
     assert set(frame.category) == {"direct_attributes", "relative_position"}
     assert set(frame.attribute) == {"colour", "glyph", "shape", "position"}
     for row in frame.itertuples():
-        with Image.open(synth10 / row.image) as im:
+        with Image.open(synth_dir / row.image) as im:
             w, h = im.size
         assert 2000 <= w <= 4000 and 2000 <= h <= 4000
         assert (row.width, row.height) == (w, h)
