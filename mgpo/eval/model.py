@@ -176,7 +176,9 @@ class MgpoModel(lmms):
             path = self.recorder.images_dir / f"{key['task']}_{key['doc_id']}.png"
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                sample.image.convert("RGB").save(path, compress_level=1)
+                tmp = path.with_suffix(".part.png")
+                sample.image.convert("RGB").save(tmp, compress_level=1)
+                tmp.replace(path)  # atomic: a kill never leaves a half-written image behind
             traj.image_path = str(path.resolve())
         elif traj.image_path:
             traj.image_path = str(Path(traj.image_path).resolve())

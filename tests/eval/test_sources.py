@@ -89,13 +89,6 @@ def test_compare_runs(tmp_path: Path) -> None:
     assert test.p_value == pytest.approx(0.0312, abs=1e-4)
 
 
-@pytest.mark.parametrize(
-    ("args", "needle"),
-    [
-        (["compare", "/nonexistent/a", "/nonexistent/b"], "no trajectories.jsonl"),
-        (["data", "synth", "--out", "/tmp/x", "--n", "0"], "--n must be at least 1"),
-    ],
-)
 def test_bad_eval_input_fails_before_any_model(tmp_path: Path) -> None:
     from mgpo.errors import MgpoError
     from mgpo.eval.runner import EvalOptions, run_eval
@@ -106,6 +99,13 @@ def test_bad_eval_input_fails_before_any_model(tmp_path: Path) -> None:
         run_eval(EvalOptions(tasks=["mgpo_vstar"], output_dir=tmp_path / "o", repeats=0))
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["compare", "/nonexistent/a", "/nonexistent/b"], "no trajectories.jsonl"),
+        (["data", "synth", "--out", "/tmp/x", "--n", "0"], "--n must be at least 1"),
+    ],
+)
 def test_user_errors_are_one_line(args: list[str], needle: str, kit) -> None:
     proc = kit.run([str(kit.bin / "mgpo"), *args], cwd=kit.repo, timeout=120)
     assert proc.returncode == 2
