@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from rich.console import Console
@@ -72,13 +71,14 @@ def compare_runs(run_dirs: list[str | Path]) -> Comparison:
         overall = f.groupby("task")["correct"].mean() * 100
         overall.index = pd.MultiIndex.from_tuples([(t, "overall") for t in overall.index], names=["task", "category"])
         columns[name] = pd.concat([overall, per_cat])
-    table = pd.DataFrame(columns).sort_index().round(2)
+    table = pd.DataFrame(columns).round(2)
+    table = table.loc[sorted(table.index, key=lambda k: (k[0], k[1] != "overall", k[1]))]  # overall first per task
     base = names[0]
     deltas = table[names[1:]].sub(table[base], axis=0).round(2)
     tests = []
     key = ["task", "doc_id", "repeat"]
     for name in names[1:]:
-        merged = frames[base].merge(frames[name], on=key, suffixes=("_a", "_b"))
+        merged = frames[base].merge(frames[name], on=key, suffixes=("_a", "_b"))  # shared samples only
         for task, group in merged.groupby("task"):
             b = int(((group.correct_a == 1) & (group.correct_b == 0)).sum())
             c = int(((group.correct_a == 0) & (group.correct_b == 1)).sum())
@@ -120,11 +120,3 @@ def print_comparison(cmp: Comparison, console: Console) -> None:
         tests.add_row(t["run"], t["task"], str(t["shared"]), str(t["only_baseline_right"]), str(t["only_run_right"]),
                       f"{t['p_value']:.4f}")  # fmt: skip
     console.print(tests)
-
-
-def comparison_dict(cmp: Comparison) -> dict[str, Any]:
-    """Plain-data form (for JSON output and tests)."""
-    return {
-        "table": {f"{t}/{c}": row.to_dict() for (t, c), row in cmp.table.iterrows()},
-        "tests": cmp.tests.to_dict(orient="records"),
-    }

@@ -51,7 +51,7 @@ def build_docs(family: str, category: str | None = None):
         return datasets.Dataset.from_list(docs)
     hub = datasets.load_dataset(hub_path, hub_name, split=hub_split)
     if category:
-        hub = hub.filter(lambda r: r.get("category") == category, input_columns=None)
+        hub = hub.filter(lambda r: r.get("category") == category)
 
     def one(row: dict[str, Any]) -> dict[str, Any]:
         doc = D.normalise(row, benchmark)

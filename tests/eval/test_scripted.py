@@ -12,6 +12,7 @@ import pytest
 from mgpo.eval import docs as D
 from mgpo.eval.record import read_rows
 from mgpo.eval.runner import EvalOptions, run_eval
+from mgpo.types import read_trajectories
 
 SEED = 3
 
@@ -36,6 +37,8 @@ def test_seven_of_ten_is_exactly_70(synth_dir: Path, tmp_path: Path, responses_f
         assert Path(row["trajectory"]["image_path"]).is_file()
         assert row["trajectory"]["turns"][0]["box_original"] is not None
     assert (tmp_path / "o" / "lmms_eval" / "grounded" / "samples_mgpo_vstar.jsonl").is_file()
+    trajectories = read_trajectories(tmp_path / "o" / "trajectories.jsonl")  # what `mgpo show` reads
+    assert len(trajectories) == 10 and all(t.image_path and t.turns for t in trajectories)
 
 
 def test_shuffle_options_remaps_ground_truth(synth_dir: Path, tmp_path: Path, responses_for) -> None:
