@@ -1,0 +1,196 @@
+"""The lmms-eval chat model ``mgpo``: each request runs through mgpo's Engine (multi-turn grounding, any backend).
+
+lmms-eval hands over all requests of a task at once; they are run in chunks of ``batch_size`` samples (one backend
+call per turn per chunk), and each finished sample is recorded at once (see mgpo.eval.record), so a killed run
+resumes where it stopped. mgpo_* task docs carry the question and options separately, as the protocol needs
+(choices only in turn 2); docs of other tasks (built-in ``vstar_bench``, ...) are run from their rendered prompt.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from lmms_eval.api.model import lmms
+from PIL import Image
+
+from mgpo.answers import extract_answer
+from mgpo.engine import Engine
+from mgpo.errors import MgpoError
+from mgpo.eval.record import Recorder
+from mgpo.grounding import parse_box
+from mgpo.infer import DEFAULT_MODEL, build_engine
+from mgpo.protocol import ProtocolConfig
+from mgpo.types import Sample, Trajectory
+
+_INT_ARGS = ("max_turns", "min_pixels", "max_pixels", "crop_min_pixels", "crop_max_pixels", "max_new_tokens",
+             "max_image_pixels")  # fmt: skip
+
+
+def response_text(traj: Trajectory) -> str:
+    """The assistant text the engine scores: earlier turns cut after their JSON block (spec §2), then the last turn.
+
+    Returned to lmms-eval, so the task's scorer (the same extractor) finds the engine's answer.
+    """
+    if traj.error or not traj.turns:
+        return ""
+    lenient = traj.protocol.get("parsing") == "lenient"
+    parts = []
+    for turn in traj.turns[:-1]:
+        parsed = parse_box(turn.output, lenient=lenient)
+        parts.append(turn.output[: parsed.end] if parsed else turn.output)
+    parts.append(traj.turns[-1].output)
+    return "\n".join(parts)
+
+
+def union_box(boxes: list[list[float]]) -> list[float] | None:
+    if not boxes:
+        return None
+    return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+
+
+def doc_sample(doc: dict[str, Any], request_args: tuple, sample_id: str) -> Sample:
+    """A Sample from an mgpo_* doc (question and options apart), else from the task's rendered prompt."""
+    if {"question", "options", "answer", "image_path"} <= set(doc):
+        image = doc.get("image")
+        image = image if isinstance(image, Image.Image) else doc["image_path"]
+        boxes = [list(b) for b in doc.get("gt_boxes") or []]
+        meta = {"category": doc.get("category"), "gt_boxes": boxes, "option_order": list(doc.get("option_order") or [])}
+        return Sample(image, doc["question"], list(doc["options"]), doc["answer"], sample_id, union_box(boxes), meta)
+    ctx = request_args[0]
+    if callable(request_args[1]):  # chat request: (ctx, doc_to_messages, gen_kwargs, doc_id, task, split)
+        images, texts = [], []
+        for message in request_args[1](doc):
+            for part in message.get("content", []):
+                if part.get("type") == "image":
+                    images.append(part.get("url", part.get("image")))
+                elif part.get("type") == "text":
+                    texts.append(part["text"])
+        text = "\n".join(texts) or str(ctx)
+    else:  # simple request: (ctx, gen_kwargs, doc_to_visual, doc_id, task, split)
+        images, text = list(request_args[2](doc)), str(ctx)
+    if not images:
+        raise MgpoError("this task gives no image; the mgpo model needs one image per question")
+    return Sample(images[0], text, [], None, sample_id, None, {})
+
+
+class MgpoModel(lmms):
+    """lmms-eval model wrapping mgpo's Engine. model_args: pretrained, backend, protocol, max_turns, pixel limits,
+    max_new_tokens, responses (scripted backend), device, dtype, trajectories (write trajectories.jsonl here)."""
+
+    is_simple = False
+
+    def __init__(
+        self,
+        pretrained: str = DEFAULT_MODEL,
+        backend: str = "hf",
+        protocol: str = "paper",
+        responses: str | None = None,
+        device: str | None = "auto",
+        dtype: str = "auto",
+        batch_size: int | str = 1,
+        max_batch_size: int | None = None,
+        trajectories: str | None = None,
+        resume: bool = False,
+        mode: str = "grounded",
+        engine: Engine | None = None,
+        recorder: Recorder | None = None,
+        **options: Any,
+    ):
+        super().__init__()
+        unknown = set(options) - set(_INT_ARGS) - {"resampling", "box_policy", "coords", "parsing"}
+        if unknown:
+            raise MgpoError(f"unknown mgpo model_args: {', '.join(sorted(unknown))}")
+        self.batch_size_per_gpu = max(1, int(batch_size or 1))
+        if engine is None:
+            proto = {k: (int(v) if k in _INT_ARGS else v) for k, v in options.items() if v is not None}
+            max_image_pixels = proto.pop("max_image_pixels", None)
+            try:
+                cfg = ProtocolConfig.from_preset(protocol, **proto)
+            except ValueError as exc:
+                raise MgpoError(str(exc)) from exc
+            backend_options = {"device": device or "auto", "dtype": dtype, "batch_size": self.batch_size_per_gpu}
+            engine = build_engine(backend, str(pretrained), cfg, responses, max_image_pixels,
+                                  **(backend_options if backend == "hf" else {}))  # fmt: skip
+        if getattr(engine.backend, "name", "") == "scripted" and not getattr(engine.backend, "by_id", True):
+            raise MgpoError('under lmms-eval, key scripted responses by sample id: {"id": ..., "turns": [...]}')
+        self.engine = engine
+        self.mode = mode
+        self.recorder = recorder or (Recorder(trajectories, resume=bool(resume)) if trajectories else None)
+        self.requested: set[tuple[str, str, int, int]] = set()  # keys lmms-eval asked for: what a run's results cover
+
+    # lmms-eval's abstract interface -----------------------------------------------------------------------------
+
+    def loglikelihood(self, requests):
+        raise NotImplementedError("the mgpo model only generates (generate_until tasks)")
+
+    def generate_until_multi_round(self, requests):
+        raise NotImplementedError("the mgpo model runs its own multi-turn loop; use generate_until tasks")
+
+    def generate_until(self, requests) -> list[str]:
+        results: list[str | None] = [None] * len(requests)
+        seen: Counter[tuple[str, int]] = Counter()
+        pending: list[tuple[int, dict[str, Any], Sample]] = []
+        for i, req in enumerate(requests):
+            args = req.args
+            doc_id, task, split = args[-3], args[-2], args[-1]
+            repeat = seen[(task, doc_id)]  # lmms-eval lists a request's repeats one after another
+            seen[(task, doc_id)] += 1
+            key = {"mode": self.mode, "task": task, "doc_id": int(doc_id), "repeat": repeat}
+            self.requested.add((self.mode, task, int(doc_id), repeat))
+            done = self.recorder.done.get((self.mode, task, int(doc_id), repeat)) if self.recorder else None
+            if done is not None:
+                results[i] = done["response"]
+                continue
+            doc = self.task_dict[task][split][doc_id]
+            sample_id = str(doc.get("question_id") or f"{task}:{doc_id}")
+            try:
+                sample = doc_sample(doc, args, sample_id)
+            except Exception as exc:  # a broken doc is recorded as a failed sample; the run goes on
+                sample = Sample(Image.new("RGB", (1, 1)), str(args[0]), [], doc.get("answer"), sample_id)
+                sample.meta["doc_error"] = f"cannot build sample: {exc}"
+            pending.append((i, key, sample))
+        if self.recorder and self.recorder.on_total:
+            self.recorder.on_total(len(pending))
+        step = self.batch_size_per_gpu
+        for start in range(0, len(pending), step):
+            chunk = pending[start : start + step]
+
+            def on_done(j: int, traj: Trajectory, chunk=chunk) -> None:
+                i, key, sample = chunk[j]
+                if sample.meta.get("doc_error"):
+                    traj.error = sample.meta["doc_error"]
+                    traj.correct, traj.answer = (False if traj.ground_truth else None), None
+                results[i] = response_text(traj)
+                if self.recorder:
+                    self.recorder.write(self._row(key, sample, traj, results[i]))
+
+            self.engine.run([s for _, _, s in chunk], on_done=on_done)
+        return [r if r is not None else "" for r in results]
+
+    def _row(self, key: dict[str, Any], sample: Sample, traj: Trajectory, response: str) -> dict[str, Any]:
+        assert self.recorder is not None
+        if traj.image_path is None and isinstance(sample.image, Image.Image):
+            # hub / in-memory images: saved once so `mgpo show` can render the trajectory later
+            path = self.recorder.images_dir / f"{key['task']}_{key['doc_id']}.png"
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".part.png")
+                sample.image.convert("RGB").save(tmp, compress_level=1)
+                tmp.replace(path)  # atomic: a kill never leaves a half-written image behind
+            traj.image_path = str(path.resolve())
+        elif traj.image_path:
+            traj.image_path = str(Path(traj.image_path).resolve())
+        prediction = traj.answer if traj.answer else extract_answer(response, traj.choices or None)[0]
+        return {
+            **key,
+            "question_id": sample.id,
+            "category": sample.meta.get("category"),
+            "prediction": prediction,
+            "ground_truth": traj.ground_truth,
+            "correct": bool(traj.correct),
+            "option_order": sample.meta.get("option_order"),
+            "response": response,
+            "trajectory": traj.to_dict(),
+        }

@@ -1,0 +1,70 @@
+"""trajectories.jsonl: one row per finished sample, appended and flushed as it finishes, read back on --resume.
+
+A row is keyed by (mode, task, doc_id, repeat). A kill can tear at most the last line; reading skips it, and a
+key seen twice keeps its first row, so a resumed run neither loses nor double-counts a sample.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mgpo.types import iter_jsonl
+
+Key = tuple[str, str, int, int]
+
+
+def row_key(row: dict[str, Any]) -> Key:
+    return (row.get("mode", "grounded"), row["task"], int(row["doc_id"]), int(row.get("repeat", 0)))
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a trajectories.jsonl, first occurrence of each key only."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    seen: dict[Key, dict[str, Any]] = {}
+    for row in iter_jsonl(path):
+        seen.setdefault(row_key(row), row)
+    return list(seen.values())
+
+
+class Recorder:
+    """Appends rows to a JSONL file (flush per row) and remembers which samples are finished."""
+
+    def __init__(self, path: str | Path, images_dir: str | Path | None = None, resume: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.images_dir = Path(images_dir) if images_dir else self.path.parent / "images"
+        self.done: dict[Key, dict[str, Any]] = {}
+        if resume:
+            self.done = {row_key(r): r for r in read_rows(self.path)}
+            self._drop_torn_tail()
+        elif self.path.exists():
+            self.path.unlink()
+        self.on_row: Callable[[dict[str, Any]], None] | None = None
+        self.on_total: Callable[[int], None] | None = None
+        self._lock = threading.Lock()
+
+    def _drop_torn_tail(self) -> None:
+        """A kill mid-write leaves a partial last line; cut it so the next append starts on a fresh line."""
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+    def write(self, row: dict[str, Any]) -> None:
+        with self._lock:
+            key = row_key(row)
+            if key in self.done:
+                return
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.flush()
+            self.done[key] = row
+        if self.on_row:
+            self.on_row(row)

@@ -1,0 +1,205 @@
+"""`mgpo eval`: drive lmms-eval programmatically with the mgpo model, then write results.json.
+
+Outputs in the run directory: ``trajectories.jsonl`` (one row per finished sample, appended as it finishes),
+``results.json`` (mgpo's metrics next to lmms-eval's own aggregates), ``lmms_eval/<mode>/samples_<task>.jsonl``
+(lmms-eval's per-sample log) and ``images/`` (in-memory images saved for `mgpo show`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from mgpo.engine import Engine
+from mgpo.errors import MgpoError
+from mgpo.eval import metrics
+from mgpo.eval.docs import find_data_file
+from mgpo.eval.record import Recorder, read_rows, row_key
+from mgpo.eval.tasks import DATA_ENV, SHUFFLE_ENV, TASKS_DIR
+from mgpo.infer import DEFAULT_MODEL, build_engine
+from mgpo.protocol import ProtocolConfig
+
+MACRO_TASKS = ("mgpo_mmerw", "mgpo_mmerw_lite", "mgpo_mmerw_cn")
+TRAJECTORIES = "trajectories.jsonl"
+RESULTS = "results.json"
+
+
+@dataclass
+class EvalOptions:
+    """Everything one `mgpo eval` run needs."""
+
+    tasks: list[str]
+    output_dir: Path
+    data: Path | None = None
+    model: str = DEFAULT_MODEL
+    backend: str = "hf"
+    responses: Path | None = None
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig.paper)
+    limit: int | None = None
+    batch_size: int = 1
+    resume: bool = False
+    shuffle_options: int | None = None
+    repeats: int = 1
+    ablate: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    max_image_pixels: int | None = None
+    tasks_dir: Path = TASKS_DIR
+
+
+@contextmanager
+def _env(values: dict[str, str | None]) -> Iterator[None]:
+    """Set environment variables for the task adapters for the duration of a run, then restore them."""
+    old = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _task_manager(opts: EvalOptions):
+    from lmms_eval.tasks import TaskManager
+
+    if not (opts.tasks_dir / "_mgpo_template_yaml").is_file():
+        raise MgpoError(f"{opts.tasks_dir}: mgpo task adapters not found; run from an mgpo checkout")
+    builtin = any(not t.startswith("mgpo_") for t in opts.tasks)
+    tm = TaskManager("WARNING", include_path=str(opts.tasks_dir), include_defaults=builtin, model_name="mgpo")
+    missing = [t for t in opts.tasks if t not in tm.all_tasks]
+    if missing:
+        ours = ", ".join(sorted(t for t in tm.all_tasks if t.startswith("mgpo_")))
+        raise MgpoError(f"unknown task {', '.join(missing)}; mgpo tasks are: {ours}")
+    return tm
+
+
+def _check(opts: EvalOptions) -> None:
+    if not opts.tasks:
+        raise MgpoError("no task given; add --task mgpo_vstar (repeatable)")
+    if opts.repeats < 1:
+        raise MgpoError(f"--repeats must be at least 1, got {opts.repeats}")
+    if opts.limit is not None and opts.limit < 1:
+        raise MgpoError(f"--limit must be at least 1, got {opts.limit}")
+    if opts.data is not None:
+        find_data_file(opts.data)  # a clear error before any model is loaded
+    trajectories = opts.output_dir / TRAJECTORIES
+    if trajectories.exists() and trajectories.stat().st_size and not opts.resume:
+        raise MgpoError(
+            f"{opts.output_dir}: holds a previous run; add --resume to continue it, or pick a new --output-dir"
+        )
+
+
+def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any]:
+    """Run the tasks, record every sample, compute the metrics and write results.json; return its content."""
+    _check(opts)  # before the heavy imports: a bad flag fails at once
+    from lmms_eval.evaluator import simple_evaluate
+
+    from mgpo.eval.model import MgpoModel
+
+    console = console or Console(stderr=True)
+    out = opts.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    env = {
+        DATA_ENV: str(Path(opts.data).resolve()) if opts.data else None,
+        SHUFFLE_ENV: str(opts.shuffle_options) if opts.shuffle_options is not None else None,
+    }
+    started = time.perf_counter()
+    with _env(env):
+        tm = _task_manager(opts)
+        options = {"device": opts.device, "dtype": opts.dtype, "batch_size": opts.batch_size}
+        engine = build_engine(opts.backend, opts.model, opts.protocol, opts.responses, opts.max_image_pixels,
+                              **(options if opts.backend == "hf" else {}))  # fmt: skip
+        recorder = Recorder(out / TRAJECTORIES, out / "images", resume=opts.resume)
+        modes = [("grounded", opts.protocol)]
+        if opts.ablate:
+            modes.append(("direct", ProtocolConfig.direct(**_pipeline(opts.protocol))))
+        lmms_results: dict[str, Any] = {}
+        requested: set = set()
+        for mode, cfg in modes:
+            model = MgpoModel(engine=Engine(engine.backend, cfg, opts.max_image_pixels), recorder=recorder, mode=mode,
+                              batch_size=opts.batch_size)  # fmt: skip
+            with _progress(console, recorder, mode):
+                res = simple_evaluate(
+                    model=model, tasks=list(opts.tasks), task_manager=tm, limit=opts.limit, bootstrap_iters=0,
+                    log_samples=True, repeats=opts.repeats, verbosity="WARNING",
+                )  # fmt: skip
+            requested |= model.requested
+            lmms_results[mode] = res.get("results", {}) if res else {}
+            _save_samples(out / "lmms_eval" / mode, res.get("samples", {}) if res else {})
+    rows = [r for r in read_rows(out / TRAJECTORIES) if row_key(r) in requested]
+    results = build_results(opts, rows, lmms_results, time.perf_counter() - started)
+    (out / RESULTS).write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return results
+
+
+def _pipeline(cfg: ProtocolConfig) -> dict[str, Any]:
+    """The image-pipeline settings a direct-prompt ablation shares with the grounded run."""
+    keep = ("min_pixels", "max_pixels", "processor_min_pixels", "processor_max_pixels", "resampling", "max_new_tokens",
+            "answer_fallbacks")  # fmt: skip
+    return {k: getattr(cfg, k) for k in keep}
+
+
+@contextmanager
+def _progress(console: Console, recorder: Recorder, mode: str) -> Iterator[None]:
+    columns = (TextColumn(f"[bold]{mode}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("elapsed"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task(mode, total=None)
+        recorder.on_total = lambda n: progress.update(bar, total=n, completed=0)
+        recorder.on_row = lambda row: progress.advance(bar)
+        try:
+            yield
+        finally:
+            recorder.on_total = recorder.on_row = None
+
+
+def _save_samples(folder: Path, samples: dict[str, list[dict[str, Any]]]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for task, items in samples.items():
+        with open(folder / f"samples_{task}.jsonl", "w", encoding="utf-8") as fh:
+            for item in items:
+                fh.write(json.dumps(item, ensure_ascii=False, default=str) + "\n")
+
+
+def build_results(
+    opts: EvalOptions, rows: list[dict[str, Any]], lmms_results: dict[str, Any], seconds: float
+) -> dict[str, Any]:
+    """results.json: config, per-task metrics (mgpo's and lmms-eval's), the option orders and the ablation."""
+    grounded = [r for r in rows if r.get("mode", "grounded") == "grounded"]
+    direct = [r for r in rows if r.get("mode") == "direct"]
+    tasks = metrics.summarise(grounded, macro_tasks=MACRO_TASKS)
+    for task, entry in tasks.items():
+        entry["lmms_eval"] = lmms_results.get("grounded", {}).get(task, {})
+        if direct:
+            entry["ablation"] = metrics.crop_dependency(
+                [r for r in grounded if r["task"] == task], [r for r in direct if r["task"] == task]
+            )
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "protocol"}
+    config["protocol"] = opts.protocol.to_dict()
+    out: dict[str, Any] = {"config": config, "wall_seconds": round(seconds, 2), "tasks": tasks}
+    if opts.shuffle_options is not None:
+        out["option_orders"] = {
+            task: {
+                r["question_id"]: r.get("option_order")
+                for r in grounded
+                if r["task"] == task and r.get("repeat", 0) == 0
+            }
+            for task in tasks
+        }
+    return out

@@ -1,0 +1,91 @@
+"""`mgpo eval` in-process with the scripted backend (responses keyed by sample id): exact accuracy, option
+shuffling, failing samples, and the crop ablation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mgpo.eval import docs as D
+from mgpo.eval.record import read_rows
+from mgpo.eval.runner import EvalOptions, run_eval
+from mgpo.types import read_trajectories
+
+SEED = 3
+
+
+def _opts(data: Path, out: Path, responses: Path, **kw) -> EvalOptions:
+    return EvalOptions(tasks=["mgpo_vstar"], output_dir=out, data=data, model="unused", backend="scripted",
+                       responses=responses, **kw)  # fmt: skip
+
+
+def test_seven_of_ten_is_exactly_70(synth_dir: Path, tmp_path: Path, responses_for) -> None:
+    responses = responses_for(tmp_path / "r.jsonl", synth_dir, n_correct=7)
+    results = run_eval(_opts(synth_dir, tmp_path / "o", responses, limit=10))
+    task = results["tasks"]["mgpo_vstar"]
+    assert task["overall"]["accuracy"] == 70.0
+    assert task["lmms_eval"]["accuracy,none"] == 70.0  # lmms-eval's own aggregate agrees
+    assert sum(c["n"] for c in task["categories"].values()) == 10
+    assert task["grounding"]["valid_box_ratio"] == 1.0 and task["grounding"]["iou"] is not None
+    assert task["cost"]["mean_turns"] == 2.0
+    rows = read_rows(tmp_path / "o" / "trajectories.jsonl")
+    assert len(rows) == 10 and sum(r["correct"] for r in rows) == 7
+    for row in rows:
+        assert Path(row["trajectory"]["image_path"]).is_file()
+        assert row["trajectory"]["turns"][0]["box_original"] is not None
+    assert (tmp_path / "o" / "lmms_eval" / "grounded" / "samples_mgpo_vstar.jsonl").is_file()
+    trajectories = read_trajectories(tmp_path / "o" / "trajectories.jsonl")  # what `mgpo show` reads
+    assert len(trajectories) == 10 and all(t.image_path and t.turns for t in trajectories)
+
+
+def test_shuffle_options_remaps_ground_truth(synth_dir: Path, tmp_path: Path, responses_for) -> None:
+    responses = responses_for(tmp_path / "r.jsonl", synth_dir, n_correct=10)  # always answers 'A'
+    results = run_eval(_opts(synth_dir, tmp_path / "o", responses, shuffle_options=SEED, limit=8))
+    frame = pd.read_parquet(synth_dir / "test.parquet")
+    rows = frame.to_dict(orient="records")[:8]
+    shuffled = [D.shuffle_options(D.normalise(r, "vstar", synth_dir), SEED) for r in rows]
+    expected = 100 * sum(d["answer"] == "A" for d in shuffled) / len(shuffled)
+    assert 0 < expected < 100  # the seed really moved some correct options away from A
+    assert results["tasks"]["mgpo_vstar"]["overall"]["accuracy"] == pytest.approx(expected)
+    orders = results["option_orders"]["mgpo_vstar"]
+    assert orders == {d["question_id"]: d["option_order"] for d in shuffled}
+
+
+def test_failing_sample_is_recorded_and_scored_wrong(synth_dir: Path, tmp_path: Path, responses_for) -> None:
+    responses = responses_for(tmp_path / "r.jsonl", synth_dir, n_correct=10)
+    first = pd.read_parquet(synth_dir / "test.parquet").question_id[0]
+    lines = [x for x in responses.read_text().splitlines() if json.loads(x)["id"] != first]
+    responses.write_text("\n".join(lines) + "\n")  # sample 0 has no scripted answer: a backend error
+    results = run_eval(_opts(synth_dir, tmp_path / "o", responses, limit=4))
+    task = results["tasks"]["mgpo_vstar"]
+    assert task["overall"]["accuracy"] == 75.0 and task["errors"]["count"] == 1
+    rows = read_rows(tmp_path / "o" / "trajectories.jsonl")
+    failed = [r for r in rows if r["trajectory"]["error"]]
+    assert len(rows) == 4 and len(failed) == 1 and failed[0]["correct"] is False
+
+
+def test_ablation_and_repeats(synth_dir: Path, tmp_path: Path, box_turn: str) -> None:
+    path = tmp_path / "r.jsonl"
+    frame = pd.read_parquet(synth_dir / "test.parquet")
+    # grounded turns answer right; the direct run's single turn gets the box text and so never answers
+    path.write_text("".join(json.dumps({"id": q, "turns": [box_turn, "\\boxed{A}"]}) + "\n" for q in frame.question_id))
+    results = run_eval(_opts(synth_dir, tmp_path / "o", path, limit=2, ablate=True, repeats=2))
+    task = results["tasks"]["mgpo_vstar"]
+    assert task["overall"]["accuracy"] == 100.0
+    assert task["avg_at_k"]["k"] == 2 and task["avg_at_k"]["avg"] == 100.0
+    abl = task["ablation"]
+    assert abl["paired"] == 4 and abl["direct"]["accuracy"] == 0.0 and abl["gained_with_crop"] == 4
+    assert len(read_rows(tmp_path / "o" / "trajectories.jsonl")) == 8  # 2 docs x 2 repeats x 2 modes
+
+
+def test_existing_run_needs_resume(synth_dir: Path, tmp_path: Path) -> None:
+    from mgpo.errors import MgpoError
+
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "trajectories.jsonl").write_text('{"task": "mgpo_vstar", "doc_id": 0}\n')
+    with pytest.raises(MgpoError, match="--resume"):
+        run_eval(_opts(synth_dir, out, tmp_path / "r.jsonl"))
