@@ -282,6 +282,12 @@ def eval_(
     ] = None,
     repeats: Annotated[int, typer.Option("--repeats", help="Runs per sample, for Avg@k.")] = 1,
     ablate: Annotated[bool, typer.Option("--ablate", help="Also run the single-turn direct prompt.")] = False,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    concurrency: ConcurrencyOpt = 8,
+    show_failures: Annotated[
+        int, typer.Option("--show-failures", help="Then show the first N wrong answers (image, boxes, turns).")
+    ] = 0,
 ) -> None:
     """Evaluate on V* Bench / MME-RealWorld / HR-Bench through lmms-eval; writes results.json and trajectories."""
     from mgpo.eval.report import results_table
@@ -295,9 +301,15 @@ def eval_(
         tasks=task, output_dir=output_dir, data=data, model=model, backend=backend, responses=responses, protocol=cfg,
         limit=limit, batch_size=batch_size, resume=resume, shuffle_options=shuffle_options, repeats=repeats,
         ablate=ablate, device=device, dtype=dtype, max_image_pixels=max_image_pixels,
+        backend_options=backend_options(backend, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency),
     )  # fmt: skip
     results = run_eval(opts, err)
     Console().print(results_table(results))
+    if show_failures:
+        from mgpo.render import show_failures as print_failures
+        from mgpo.types import iter_jsonl
+
+        print_failures(iter_jsonl(output_dir / "trajectories.jsonl"), show_failures, Console())
     err.print(f"results in {output_dir}/results.json, trajectories in {output_dir}/trajectories.jsonl")
 
 

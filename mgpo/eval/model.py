@@ -99,9 +99,11 @@ class MgpoModel(lmms):
         **options: Any,
     ):
         super().__init__()
-        unknown = set(options) - set(_INT_ARGS) - {"resampling", "box_policy", "coords", "parsing"}
-        if unknown:
-            raise MgpoError(f"unknown mgpo model_args: {', '.join(sorted(unknown))}")
+        protocol_keys = {*_INT_ARGS, "resampling", "box_policy", "coords", "parsing"}
+        extra = {k: v for k, v in options.items() if k not in protocol_keys}  # openai / vllm take their own options
+        options = {k: v for k, v in options.items() if k in protocol_keys}
+        if extra and backend in ("hf", "scripted"):
+            raise MgpoError(f"unknown mgpo model_args: {', '.join(sorted(extra))}")
         self.batch_size_per_gpu = max(1, int(batch_size or 1))
         if engine is None:
             proto = {k: (int(v) if k in _INT_ARGS else v) for k, v in options.items() if v is not None}
@@ -110,9 +112,10 @@ class MgpoModel(lmms):
                 cfg = ProtocolConfig.from_preset(protocol, **proto)
             except ValueError as exc:
                 raise MgpoError(str(exc)) from exc
-            backend_options = {"device": device or "auto", "dtype": dtype, "batch_size": self.batch_size_per_gpu}
-            engine = build_engine(backend, str(pretrained), cfg, responses, max_image_pixels,
-                                  **(backend_options if backend == "hf" else {}))  # fmt: skip
+            backend_options = extra
+            if backend == "hf":
+                backend_options = {"device": device or "auto", "dtype": dtype, "batch_size": self.batch_size_per_gpu}
+            engine = build_engine(backend, str(pretrained), cfg, responses, max_image_pixels, **backend_options)
         if getattr(engine.backend, "name", "") == "scripted" and not getattr(engine.backend, "by_id", True):
             raise MgpoError('under lmms-eval, key scripted responses by sample id: {"id": ..., "turns": [...]}')
         self.engine = engine

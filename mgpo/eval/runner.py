@@ -53,6 +53,7 @@ class EvalOptions:
     device: str = "auto"
     dtype: str = "auto"
     max_image_pixels: int | None = None
+    backend_options: dict[str, Any] = field(default_factory=dict)  # e.g. base_url, concurrency for openai
     tasks_dir: Path = TASKS_DIR
 
 
@@ -122,9 +123,11 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
     started = time.perf_counter()
     with _env(env):
         tm = _task_manager(opts)
-        options = {"device": opts.device, "dtype": opts.dtype, "batch_size": opts.batch_size}
+        options = dict(opts.backend_options)
+        if opts.backend == "hf":
+            options = {"device": opts.device, "dtype": opts.dtype, "batch_size": opts.batch_size, **options}
         engine = build_engine(opts.backend, opts.model, opts.protocol, opts.responses, opts.max_image_pixels,
-                              **(options if opts.backend == "hf" else {}))  # fmt: skip
+                              **options)  # fmt: skip
         recorder = Recorder(out / TRAJECTORIES, out / "images", resume=opts.resume)
         modes = [("grounded", opts.protocol)]
         if opts.ablate:
