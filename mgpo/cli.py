@@ -291,7 +291,7 @@ def eval_(
 ) -> None:
     """Evaluate on V* Bench / MME-RealWorld / HR-Bench through lmms-eval; writes results.json and trajectories."""
     from mgpo.eval.report import results_table
-    from mgpo.eval.runner import EvalOptions, run_eval
+    from mgpo.eval.runner import EvalOptions, incomplete, run_eval
 
     cfg = protocol_config(
         preset, max_turns=max_turns, min_pixels=min_pixels, max_pixels=max_pixels, crop_min_pixels=crop_min_pixels,
@@ -310,6 +310,9 @@ def eval_(
         from mgpo.types import iter_jsonl
 
         print_failures(iter_jsonl(output_dir / "trajectories.jsonl"), show_failures, Console())
+    problem = incomplete(results, output_dir)
+    if problem:
+        raise MgpoError(problem)
     err.print(f"results in {output_dir}/results.json, trajectories in {output_dir}/trajectories.jsonl")
 
 

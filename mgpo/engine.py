@@ -112,6 +112,7 @@ class Engine:
                     self._advance(ep, turn, gen)
                 except Exception as exc:  # a bug or odd image on one sample must not sink the batch
                     ep.trajectory.error = f"internal error on turn {turn + 1}: {_one_line(exc)}"
+                    ep.trajectory.error_kind = "internal"
                     ep.done = True
                 if ep.done:
                     finish(ep)
@@ -144,7 +145,7 @@ class Engine:
             ep.full_view = imaging.pre_resize(ep.original, cfg.min_pixels, cfg.max_pixels, cfg.resampling)
             imaging.check_shape(ep.full_view.size)
         except MgpoError as exc:
-            traj.error = str(exc)
+            traj.error, traj.error_kind = str(exc), "input"
             ep.done = True
             return ep
         ep.view = ep.full_view
@@ -184,7 +185,7 @@ class Engine:
         )
         ep.trajectory.turns.append(record)
         if gen.error:
-            ep.trajectory.error = gen.error
+            ep.trajectory.error, ep.trajectory.error_kind = gen.error, "backend"
             ep.done = True
             return
         final = cfg.single_turn or turn == cfg.max_turns - 1

@@ -89,6 +89,7 @@ class Trajectory:
     ground_truth: str | None = None
     correct: bool | None = None
     error: str | None = None
+    error_kind: str | None = None  # 'input' (bad image/doc), 'backend' (--resume retries it), 'internal'
     id: str | None = None
     image_path: str | None = None
     gt_box: list[float] | None = None

@@ -151,7 +151,12 @@ def cost(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def errors(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """How many samples failed (scored wrong), with a few of their messages."""
     failed = [r for r in rows if r["trajectory"].get("error")]
-    return {"count": len(failed), "examples": [f"{r['doc_id']}: {r['trajectory']['error']}" for r in failed[:5]]}
+    backend = [r for r in failed if r["trajectory"].get("error_kind") == "backend"]
+    return {
+        "count": len(failed),
+        "backend": len(backend),  # generation failures, retried by --resume
+        "examples": [f"{r['doc_id']}: {r['trajectory']['error']}" for r in failed[:5]],
+    }
 
 
 def crop_dependency(grounded: list[dict[str, Any]], direct: list[dict[str, Any]]) -> dict[str, Any]:

@@ -163,7 +163,7 @@ class MgpoModel(lmms):
             def on_done(j: int, traj: Trajectory, chunk=chunk) -> None:
                 i, key, sample = chunk[j]
                 if sample.meta.get("doc_error"):
-                    traj.error = sample.meta["doc_error"]
+                    traj.error, traj.error_kind = sample.meta["doc_error"], "input"
                     traj.correct, traj.answer = (False if traj.ground_truth else None), None
                 results[i] = response_text(traj)
                 if self.recorder:

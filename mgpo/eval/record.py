@@ -1,7 +1,8 @@
 """trajectories.jsonl: one row per finished sample, appended and flushed as it finishes, read back on --resume.
 
 A row is keyed by (mode, task, doc_id, repeat). A kill can tear at most the last line; reading skips it, and a
-key seen twice keeps its first row, so a resumed run neither loses nor double-counts a sample.
+key seen twice keeps its first row, so a resumed run neither loses nor double-counts a sample. The exception is a
+sample whose generation failed (``error_kind == "backend"``): --resume runs it again and the new row replaces it.
 """
 
 from __future__ import annotations
@@ -21,14 +22,21 @@ def row_key(row: dict[str, Any]) -> Key:
     return (row.get("mode", "grounded"), row["task"], int(row["doc_id"]), int(row.get("repeat", 0)))
 
 
+def retryable(row: dict[str, Any]) -> bool:
+    """A sample whose generation failed (server down, OOM): --resume runs it again."""
+    return row.get("trajectory", {}).get("error_kind") == "backend"
+
+
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a trajectories.jsonl, first occurrence of each key only."""
+    """The rows of a trajectories.jsonl: per key the first row, unless a later retry replaced a failed generation."""
     path = Path(path)
     if not path.is_file():
         return []
     seen: dict[Key, dict[str, Any]] = {}
     for row in iter_jsonl(path):
-        seen.setdefault(row_key(row), row)
+        key = row_key(row)
+        if key not in seen or retryable(seen[key]):
+            seen[key] = row
     return list(seen.values())
 
 
@@ -41,7 +49,7 @@ class Recorder:
         self.images_dir = Path(images_dir) if images_dir else self.path.parent / "images"
         self.done: dict[Key, dict[str, Any]] = {}
         if resume:
-            self.done = {row_key(r): r for r in read_rows(self.path)}
+            self.done = {row_key(r): r for r in read_rows(self.path) if not retryable(r)}
             self._drop_torn_tail()
         elif self.path.exists():
             self.path.unlink()

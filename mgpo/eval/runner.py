@@ -23,7 +23,7 @@ from mgpo.engine import Engine
 from mgpo.errors import MgpoError
 from mgpo.eval import metrics
 from mgpo.eval.docs import find_data_file
-from mgpo.eval.record import Recorder, read_rows, row_key
+from mgpo.eval.record import Recorder, read_rows, retryable, row_key
 from mgpo.eval.tasks import DATA_ENV, SHUFFLE_ENV, TASKS_DIR
 from mgpo.infer import DEFAULT_MODEL, build_engine
 from mgpo.protocol import ProtocolConfig
@@ -196,6 +196,11 @@ def build_results(
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "protocol"}
     config["protocol"] = opts.protocol.to_dict()
     out: dict[str, Any] = {"config": config, "wall_seconds": round(seconds, 2), "tasks": tasks}
+    failed = [r for r in rows if retryable(r)]
+    out["backend_failures"] = {
+        "count": len(failed),
+        "first": failed[0]["trajectory"]["error"] if failed else None,
+    }
     if opts.shuffle_options is not None:
         out["option_orders"] = {
             task: {
@@ -206,3 +211,14 @@ def build_results(
             for task in tasks
         }
     return out
+
+
+def incomplete(results: dict[str, Any], output_dir: Path) -> str | None:
+    """One line saying that generations failed (and how to finish the run), or None when every sample ran."""
+    failed = results.get("backend_failures") or {}
+    if not failed.get("count"):
+        return None
+    return (
+        f"{failed['count']} sample(s) failed in the backend ({failed['first']}); the finished samples are saved in "
+        f"{output_dir}/ — rerun the same command with --resume to retry only those"
+    )

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +13,6 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -31,55 +28,14 @@ from mgpo.errors import MgpoError
 from mgpo.protocol import ProtocolConfig
 from mgpo.types import Sample, Trajectory
 
-SERVER_START_TIMEOUT = 120  # seconds; loading the tiny model takes a few
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def transformers_cli() -> str:
-    exe = Path(sys.executable).parent / "transformers"
-    found = str(exe) if exe.exists() else shutil.which("transformers")
-    if not found:
-        pytest.fail("the `transformers` command is missing; pip install 'transformers[serving]'")
-    return found
+from .serving import free_port, transformers_server
 
 
 @pytest.fixture(scope="module")
 def server_url(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`transformers serve` with the tiny model on a free local port; always stopped afterwards."""
-    pytest.importorskip("fastapi", reason="transformers serve needs fastapi and uvicorn (pip install 'mgpo[dev]')")
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    cmd = [transformers_cli(), "serve", str(tiny_model_dir), "--host", "127.0.0.1", "--port", str(port),
-           "--device", "cpu"]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"transformers serve not ready after {SERVER_START_TIMEOUT}s:\n{log.read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+    with transformers_server(tiny_model_dir, free_port(), tmp_path_factory.mktemp("serve") / "serve.log") as url:
+        yield url
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
