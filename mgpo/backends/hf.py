@@ -25,6 +25,16 @@ from mgpo.errors import ModelLoadError
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
 
 
+def vision_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of the vision special tokens a model must never sample (a sampled one desynchronises image features)."""
+    ids = set()
+    for tok in VISION_TOKENS:
+        i = tokenizer.convert_tokens_to_ids(tok)
+        if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id:
+            ids.add(i)
+    return sorted(ids)
+
+
 def resolve_device(device: str) -> str:
     import torch
 
@@ -119,7 +129,7 @@ class HFBackend:
             raise ModelLoadError(_load_message(model_id, exc)) from exc
         self.model.to(self.device).eval()
         tok = self.processor.tokenizer
-        self.suppress = sorted({i for t in VISION_TOKENS if (i := tok.convert_tokens_to_ids(t)) is not None and i >= 0})
+        self.suppress = vision_token_ids(tok)
         gen_cfg = self.model.generation_config
         eos = gen_cfg.eos_token_id if gen_cfg.eos_token_id is not None else tok.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])

@@ -92,7 +92,7 @@ def build_args(cfg: TrainConfig, processor: Any):
     import torch
     from trl import GRPOConfig, SFTConfig
 
-    from mgpo.train.trainer import vision_token_ids
+    from mgpo.backends.hf import vision_token_ids
 
     proto = cfg.protocol_config()
     on_gpu = torch.cuda.is_available()

@@ -24,21 +24,9 @@ from mgpo.protocol import ProtocolConfig
 from mgpo.train import rollout
 from mgpo.train.data import open_image
 
-VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
-
 
 def _images_in_completion() -> None:
     """Never called: its presence in ``self.tools`` routes TRL onto its images-inside-the-completion forward pass."""
-
-
-def vision_token_ids(tokenizer: Any) -> list[int]:
-    """Ids of the vision special tokens the policy must never sample (a sampled one desynchronises image features)."""
-    ids = set()
-    for tok in VISION_TOKENS:
-        i = tokenizer.convert_tokens_to_ids(tok)
-        if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id:
-            ids.add(i)
-    return sorted(ids)
 
 
 class MGPOTrainer(GRPOTrainer):

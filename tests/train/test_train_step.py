@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import BOX_TURN, script
 
-from mgpo.train.trainer import vision_token_ids
+from mgpo.backends.hf import vision_token_ids
 
 TURN2 = ["The square is blue. \\boxed{B}", "\\boxed{C}"]  # reward 1, 0, 1, 0: non-constant within the group
 
