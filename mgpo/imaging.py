@@ -9,10 +9,12 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from mgpo.errors import ImageError
 
@@ -44,7 +46,8 @@ def load_image(source: Image.Image | str | Path | bytes, max_pixels: int = DEFAU
     else:
         image = _open(source, max_pixels, name)
     try:
-        image.load()  # decode now, so truncated data fails here with a clear message
+        with _strict_decoding():
+            image.load()  # decode now, so truncated data fails here with a clear message
         if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # exif_transpose copies even upright images: 40+ ms on 4K
             image = ImageOps.exif_transpose(image)
         image = to_rgb(image)
@@ -68,7 +71,7 @@ def _open(source: str | Path | bytes, max_pixels: int, name: str) -> Image.Image
     saved = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = None  # our own limit below is the one that applies, and it is configurable
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _strict_decoding():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(fh)
             _check_pixels(image.size, max_pixels, name)
@@ -82,6 +85,18 @@ def _open(source: str | Path | bytes, max_pixels: int, name: str) -> Image.Image
     finally:
         Image.MAX_IMAGE_PIXELS = saved
     return image
+
+
+@contextmanager
+def _strict_decoding() -> Iterator[None]:
+    """Truncated data is an error while we decode, even if another library (lmms-eval does) switched on Pillow's
+    process-wide LOAD_TRUNCATED_IMAGES, which would silently pad the image with grey."""
+    saved = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
 def _check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:

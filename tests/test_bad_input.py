@@ -58,6 +58,17 @@ def test_each_bad_file_gives_one_clear_line(bad_files) -> None:
         assert expect in message, (name, message)
 
 
+def test_truncated_files_fail_even_when_another_library_allows_them(bad_files, monkeypatch) -> None:
+    import lmms_eval.api.task  # noqa: F401  (sets ImageFile.LOAD_TRUNCATED_IMAGES = True for the whole process)
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    for name in ("truncated.png", "truncated.jpg"):
+        with pytest.raises(ImageError, match=r"truncated|cannot decode"):
+            load_image(bad_files[name][0])
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the process-wide setting is left as it was
+
+
 def test_decompression_bomb_limit_is_configurable(tmp_path: Path) -> None:
     path = tmp_path / "big.png"
     Image.new("RGB", (3000, 2000)).save(path)
