@@ -7,7 +7,9 @@ turn 2 on) or reached ``max_turns``. The engine knows nothing about tokenisation
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from mgpo.errors import MgpoError
 from mgpo.protocol import ProtocolConfig
 from mgpo.types import Sample, Trajectory, Turn
 
+MAX_LOAD_THREADS = 8
 NO_BOX = "no box found (needs a ```json block with bbox_2d [x1, y1, x2, y2] and a label)"
 
 
@@ -87,7 +90,7 @@ class Engine:
         self, samples: Sequence[Sample], on_done: Callable[[int, Trajectory], None] | None = None
     ) -> list[Trajectory]:
         """Run every sample to completion; ``on_done(i, trajectory)`` fires as each one finishes."""
-        episodes = [self._start(i, s) for i, s in enumerate(samples)]
+        episodes = self._start_all(samples)
         finished: set[int] = set()
 
         def finish(ep: Episode) -> None:
@@ -125,6 +128,14 @@ class Engine:
         return self.run([sample])[0]
 
     # -----------------------------------------------------------------------------------------------------------
+
+    def _start_all(self, samples: Sequence[Sample]) -> list[Episode]:
+        """Load and pre-resize every image; in threads, since Pillow decodes without holding the GIL (4K PNG ~0.3 s)."""
+        workers = min(len(samples), os.cpu_count() or 1, MAX_LOAD_THREADS)
+        if workers <= 1:
+            return [self._start(i, s) for i, s in enumerate(samples)]
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(self._start, range(len(samples)), samples))
 
     def _start(self, index: int, sample: Sample) -> Episode:
         cfg = self.config

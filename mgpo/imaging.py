@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,12 +92,24 @@ def _open(source: str | Path | bytes, max_pixels: int, name: str) -> Image.Image
 def _strict_decoding() -> Iterator[None]:
     """Truncated data is an error while we decode, even if another library (lmms-eval does) switched on Pillow's
     process-wide LOAD_TRUNCATED_IMAGES, which would silently pad the image with grey."""
-    saved = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    global _strict_depth, _strict_saved
+    with _strict_lock:  # images decode on several threads: the first one in saves the flag, the last one out restores
+        if _strict_depth == 0:
+            _strict_saved = ImageFile.LOAD_TRUNCATED_IMAGES
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+        _strict_depth += 1
     try:
         yield
     finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = saved
+        with _strict_lock:
+            _strict_depth -= 1
+            if _strict_depth == 0:
+                ImageFile.LOAD_TRUNCATED_IMAGES = _strict_saved
+
+
+_strict_lock = threading.Lock()
+_strict_depth = 0
+_strict_saved = False
 
 
 def _check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:
