@@ -156,6 +156,20 @@ def demo(
     run_demo(out_dir, Console())
 
 
+@app.command("env")
+def env_(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Versions, device and a check of every integration mgpo relies on, for bug reports; exit 1 if one fails."""
+    import json
+
+    from mgpo.env import collect, format_report
+
+    report = collect()
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
+    raise typer.Exit(0 if report.ok else 1)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # show (mgpo.view)
 

@@ -80,7 +80,7 @@ def _task_manager(opts: EvalOptions):
     from lmms_eval.tasks import TaskManager
 
     if not (opts.tasks_dir / "_mgpo_template_yaml").is_file():
-        raise MgpoError(f"{opts.tasks_dir}: mgpo task adapters not found; run from an mgpo checkout")
+        raise MgpoError(f"{opts.tasks_dir}: mgpo task adapters not found; reinstall mgpo (`pip install .`)")
     builtin = any(not t.startswith("mgpo_") for t in opts.tasks)
     tm = TaskManager("WARNING", include_path=str(opts.tasks_dir), include_defaults=builtin, model_name="mgpo")
     missing = [t for t in opts.tasks if t not in tm.all_tasks]

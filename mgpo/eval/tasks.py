@@ -20,8 +20,19 @@ from mgpo.eval.metrics import macro_accuracy, mean_percent
 
 DATA_ENV = "MGPO_DATA"
 SHUFFLE_ENV = "MGPO_SHUFFLE_OPTIONS"
-TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
 ANSWER_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+
+
+def tasks_dir() -> Path:
+    """The lmms-eval task YAMLs: ``mgpo/tasks`` in an installed wheel, else ``tasks/`` of the source checkout."""
+    package = Path(__file__).resolve().parents[1]
+    for folder in (package / "tasks", package.parent / "tasks"):
+        if (folder / "_mgpo_template_yaml").is_file():
+            return folder
+    return package / "tasks"
+
+
+TASKS_DIR = tasks_dir()
 
 # task family -> (hub path, hub config name, hub split, normaliser)
 HUB = {
