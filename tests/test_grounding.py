@@ -51,14 +51,65 @@ def test_strict_rejects_what_lenient_accepts() -> None:
         assert found is not None and note in found.notes, text
 
 
-def test_strict_takes_only_the_first_list_of_dicts_block() -> None:
-    text = block([{"bbox_2d": [1, 2, 3], "label": "bad"}]) + block([{"bbox_2d": [10, 20, 300, 400], "label": "ok"}])
-    assert parse_box(text) is None
+def test_strict_moves_on_to_the_next_block_when_none_of_a_blocks_entries_is_valid() -> None:
+    text = (
+        block([{"bbox_2d": [1, 2, 3], "label": "bad"}]) + "\n" + block([{"bbox_2d": [10, 20, 300, 400], "label": "ok"}])
+    )
+    found = parse_box(text)
+    assert found is not None and found.label == "ok" and found.end == len(text)
 
 
-def test_bools_and_wrong_lengths_are_not_coordinates() -> None:
-    assert parse_box(block([{"bbox_2d": [True, 2, 300, 400], "label": "x"}])) is None
+def test_json_booleans_are_ints_as_in_the_reference() -> None:
+    found = parse_box(block([{"bbox_2d": [True, False, 300, 400], "label": "x"}]))
+    assert found is not None and found.box.as_list() == [1, 0, 300, 400]
+    assert all(type(v) is int for v in found.box.as_list())
     assert parse_box(block([{"bbox_2d": [1, 2, 300], "label": "x"}]), lenient=True) is None
+
+
+BOX_JSON = '[{"bbox_2d": [10, 20, 300, 400], "label": "cup"}]'
+
+
+def test_strict_fence_is_exactly_the_reference_pattern() -> None:
+    not_blocks = [
+        f"```JSON\n{BOX_JSON}\n```",  # upper-case tag
+        f"```json  \n{BOX_JSON}\n```",  # a space after the tag
+        f"```json\r\n{BOX_JSON}\r\n```",  # CRLF line ends
+        f"```json\n{BOX_JSON}```",  # closing fence on the JSON's own line
+        f"```json {BOX_JSON}\n```",  # no newline after the tag
+        f"```\n{BOX_JSON}\n```",  # untagged
+    ]
+    for text in not_blocks:
+        assert parse_box(text) is None, repr(text)
+        assert parse_box(text, lenient=True) is not None, repr(text)  # lenient still reads them, with a note
+    # whitespace around the JSON inside a proper block is stripped, as the reference does
+    assert parse_box(f"```json\n  \n{BOX_JSON}  \n\n```") is not None
+
+
+def test_a_stray_fence_before_the_block_does_not_hide_it() -> None:
+    text = f"I will use ``` fences.\n```json\n{BOX_JSON}\n```\nmore"
+    found = parse_box(text)
+    assert found is not None and text[: found.end].endswith(f"{BOX_JSON}\n```")
+    # a python block first, then the json block
+    text = f"```python\nprint(1)\n```\n```json\n{BOX_JSON}\n```"
+    assert parse_box(text) is not None
+
+
+def test_an_unclosed_json_block_swallows_the_next_opening_fence_like_the_reference_regex() -> None:
+    # the non-greedy pattern pairs the first ```json\n with the next \n``` -- the opening fence of the real block --
+    # so the real block's opening is consumed and the reference finds no box; strict parsing must agree
+    text = f"```json\nnot json\n```json\n{BOX_JSON}\n```"
+    assert parse_box(text) is None
+    # whereas with a closed first block the search moves on and finds the second
+    text = f"```json\nnot json\n```\n```json\n{BOX_JSON}\n```"
+    assert parse_box(text) is not None
+
+
+def test_the_cut_is_right_after_the_winning_blocks_closing_fence() -> None:
+    first = block([{"bbox_2d": [1, 2, 3, 4.5], "label": "float"}])
+    second = block([{"bbox_2d": [10, 20, 300, 400], "label": "cup"}])
+    text = f"think {first} then {second}``` \\boxed{{A}}"
+    found = parse_box(text)
+    assert found is not None and text[: found.end] == f"think {first} then {second}"
 
 
 @given(st.text())
