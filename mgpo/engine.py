@@ -59,6 +59,11 @@ def ground(text: str, frame: tuple[int, int], region: list[int], cfg: ProtocolCo
         step.fallback = reason
         return step
     step.box_original = grounding.map_to_original(box, frame, region)
+    if grounding.crop_is_degenerate(step.box_original):
+        step.notes.append(
+            f"crop {step.box_original} is {grounding.CROP_GUARD_ASPECT}:1 or more: showing the whole image"
+        )
+        step.box_original = list(region)
     return step
 
 
