@@ -17,10 +17,11 @@ from typing import Any
 from PIL import Image
 
 from mgpo import grounding, imaging, protocol
-from mgpo.answers import extract_answer, is_correct, last_boxed
+from mgpo.answers import last_boxed
 from mgpo.backends.base import Backend, Generation, Request
 from mgpo.errors import MgpoError
 from mgpo.protocol import ProtocolConfig
+from mgpo.scoring import score_response
 from mgpo.types import Sample, Trajectory, Turn
 
 MAX_LOAD_THREADS = 8
@@ -157,7 +158,7 @@ class Engine:
         )
         ep = Episode(index, sample, traj)
         try:
-            ep.original = imaging.load_image(sample.image, self.max_image_pixels)
+            ep.original = imaging.load_image(sample.image, self.max_image_pixels, cfg.image_mode)
             ep.full_view = imaging.pre_resize(ep.original, cfg.min_pixels, cfg.max_pixels, cfg.resampling)
             imaging.check_shape(ep.full_view.size)
         except MgpoError as exc:
@@ -230,11 +231,9 @@ class Engine:
 
     def _score(self, ep: Episode) -> None:
         traj = ep.trajectory
-        answer, source = extract_answer("\n".join(ep.kept), traj.choices or None, self.config.answer_fallbacks)
-        traj.answer, traj.answer_source = answer, source if ep.kept else None
-        traj.correct = (
-            is_correct(answer, traj.ground_truth) if traj.error is None else (False if traj.ground_truth else None)
-        )
+        score = score_response(ep.kept, traj.ground_truth, traj.choices, self.config)
+        traj.answer, traj.answer_source = score.answer, score.source if ep.kept else None
+        traj.correct = score.correct if traj.error is None else (False if traj.ground_truth else None)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -53,6 +53,8 @@ PROCESSOR_PIXELS = (3_136, 12_845_056)  # the Qwen2.5-VL processor's own default
 BoxPolicy = Literal["reject", "clamp"]
 Coords = Literal["resized-pixels", "normalized-1000"]
 Parsing = Literal["strict", "lenient"]
+Scoring = Literal["paper", "letter"]
+ImageMode = Literal["reference", "upright"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,11 @@ class ProtocolConfig:
     coords: Coords = "resized-pixels"
     parsing: Parsing = "strict"
     max_new_tokens: int | None = None  # None: the checkpoint's generation_config cap, else 8192 (paper)
-    answer_fallbacks: bool = True  # strict fallbacks after the last \boxed{} (see mgpo.answers)
+    scoring: Scoring = "paper"  # paper: mathruler on the final turn (spec §5); letter: mgpo.answers' letter reader
+    answer_fallbacks: bool = True  # letter scoring only: strict fallbacks when there is no \boxed{} (mgpo.answers)
+    # reference: Image.open().convert('RGB') as the reference does (no EXIF rotation, alpha dropped);
+    # upright: EXIF rotation applied and alpha composited on white, friendlier for users' photos
+    image_mode: ImageMode = "reference"
     single_turn: bool = False  # direct-answer baseline: one turn, no grounding
 
     def __post_init__(self) -> None:
@@ -84,6 +90,8 @@ class ProtocolConfig:
             ("box_policy", self.box_policy, ("reject", "clamp")),
             ("coords", self.coords, ("resized-pixels", "normalized-1000")),
             ("parsing", self.parsing, ("strict", "lenient")),
+            ("scoring", self.scoring, ("paper", "letter")),
+            ("image_mode", self.image_mode, ("reference", "upright")),
             ("resampling", self.resampling, ("nearest", "bilinear", "bicubic", "lanczos", "box")),
         ):
             if value not in allowed:

@@ -69,7 +69,7 @@ class MGPOTrainer(GRPOTrainer):
             image = row.pop("image", None)  # TRL would insert it a second time; the prompt carries the view
             if key not in cache:
                 try:
-                    original = open_image(image, self.max_image_pixels)
+                    original = open_image(image, self.max_image_pixels, self.protocol.image_mode)
                 except MgpoError as exc:
                     raise MgpoError(f"training row {row.get('id')}: {exc}") from exc
                 cache[key] = rollout.start_episode(original, row["question"], list(row["choices"]), self.protocol)
