@@ -74,6 +74,9 @@ class ProtocolConfig:
     coords: Coords = "resized-pixels"
     parsing: Parsing = "strict"
     max_new_tokens: int | None = None  # None: the checkpoint's generation_config cap, else 8192 (paper)
+    # the whole response (turn 1 + turn-2 message with its image tokens + turn 2) past this many tokens: the last
+    # turn is cut and scores 0, as the reference's final-EOS mask does (spec §4); None or 0: no total cap
+    max_response_tokens: int | None = 12192
     scoring: Scoring = "paper"  # paper: mathruler on the final turn (spec §5); letter: mgpo.answers' letter reader
     answer_fallbacks: bool = True  # letter scoring only: strict fallbacks when there is no \boxed{} (mgpo.answers)
     # reference: Image.open().convert('RGB') as the reference does (no EXIF rotation, alpha dropped);
@@ -84,6 +87,8 @@ class ProtocolConfig:
     def __post_init__(self) -> None:
         if self.max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {self.max_turns}")
+        if self.max_response_tokens is not None and self.max_response_tokens < 0:
+            raise ValueError(f"max_response_tokens must be >= 0 (0: no total cap), got {self.max_response_tokens}")
         if not (0 < self.min_pixels <= self.max_pixels and 0 < self.crop_min_pixels <= self.crop_max_pixels):
             raise ValueError("pixel limits need 0 < min_pixels <= max_pixels")
         for name, value, allowed in (

@@ -24,7 +24,7 @@ from mgpo.scoring import Score, ScoredResponse
 from mgpo.types import Sample, Trajectory
 
 _INT_ARGS = ("max_turns", "min_pixels", "max_pixels", "crop_min_pixels", "crop_max_pixels", "max_new_tokens",
-             "max_image_pixels")  # fmt: skip
+             "max_response_tokens", "max_image_pixels")  # fmt: skip
 
 
 def response_text(traj: Trajectory) -> ScoredResponse:
