@@ -158,3 +158,16 @@ def test_scored_response_is_a_str_that_survives_copy_and_pickle() -> None:
     assert ScoredResponse("  x \n", score).strip().score == score  # lmms-eval strips responses before scoring
     for clone in (copy.deepcopy(r), pickle.loads(pickle.dumps(r))):
         assert isinstance(clone, ScoredResponse) and clone.score == score
+
+
+def test_scored_response_survives_lmms_evals_filters_and_reasoning_tag_stripping() -> None:
+    from lmms_eval.api.reasoning import strip_reasoning_tags
+    from lmms_eval.filters.selection import TakeFirstFilter
+    from lmms_eval.filters.transformation import StripThinkingFilter
+
+    score = score_response(["Answer: A"], "A", CHOICES, ProtocolConfig.paper(scoring="letter"))
+    r = ScoredResponse(" Answer: A \n", score)
+    (first,) = TakeFirstFilter().apply([[r]], None)
+    ((thought,),) = StripThinkingFilter().apply([[r]], None)
+    for out in (first, thought, strip_reasoning_tags(r, [["<think>", "</think>"]])):
+        assert isinstance(out, ScoredResponse) and out.score == score
