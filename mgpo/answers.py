@@ -48,10 +48,13 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().strip(".").lower())
 
 
+# A letter is an option only as a capital, or in parentheses: "the answer is a red cup" and "(a) is wrong" are
+# English, not option A. Each pattern's first non-empty group is the letter.
+_LETTER = r"(?:\(([A-Za-z])\)|([A-Z]))(?![A-Za-z])"
 _FALLBACKS: list[tuple[str, re.Pattern[str]]] = [
-    ("answer-tag", re.compile(r"<answer>\s*\(?([A-Z])\)?\s*</answer>", re.IGNORECASE)),
-    ("answer-is", re.compile(r"answer\s+is\s*:?\s*\(?([A-Z])\)?(?![A-Za-z])", re.IGNORECASE)),
-    ("answer-colon", re.compile(r"(?:^|\n)\s*(?:final\s+)?answer\s*:\s*\(?([A-Z])\)?(?![A-Za-z])", re.IGNORECASE)),
+    ("answer-tag", re.compile(r"<answer>\s*\(?([A-Za-z])\)?\s*</answer>", re.IGNORECASE)),
+    ("answer-is", re.compile(r"(?i:answer\s+is)\s*:?\s*" + _LETTER)),
+    ("answer-colon", re.compile(r"(?:^|\n)\s*(?i:(?:final\s+)?answer)\s*:\s*" + _LETTER)),
     ("parenthesised", re.compile(r"^\s*\(([A-Z])\)(?:\s|[.:]|$)")),
     ("bare-letter", re.compile(r"^\s*([A-Z])\s*[.)]?\s*$")),
 ]
@@ -66,14 +69,15 @@ def extract_answer(text: str, choices: list[str] | None = None, fallbacks: bool 
         return None, "none"
     valid = LETTERS[: len(choices)] if choices else LETTERS[:5]
     for name, pattern in _FALLBACKS:
-        found = [m.group(1).upper() for m in pattern.finditer(text)]
+        found = [next(g for g in m.groups() if g).upper() for m in pattern.finditer(text)]
         found = [f for f in found if f in valid]
         if found:
             return found[-1], name
-    if choices:
-        letter = letter_of(text, choices)
-        if letter:
-            return letter, "option-text"
+    if choices:  # the whole text equal to one option's text (letter forms were the patterns' job above)
+        norm = _norm(text)
+        for i, choice in enumerate(choices):
+            if norm and norm == _norm(choice):
+                return LETTERS[i], "option-text"
     return None, "none"
 
 

@@ -39,7 +39,17 @@ ResamplingOpt = Annotated[str | None, typer.Option("--resampling", help="nearest
 BoxPolicyOpt = Annotated[str | None, typer.Option("--box-policy", help="reject (paper) | clamp.")]
 CoordsOpt = Annotated[str | None, typer.Option("--coords", help="resized-pixels (Qwen2.5-VL) | normalized-1000.")]
 ParsingOpt = Annotated[str | None, typer.Option("--parsing", help="strict (paper) | lenient.")]
+ScoringOpt = Annotated[
+    str | None, typer.Option("--scoring", help="paper (mathruler on the final turn) | letter (letter + fallbacks).")
+]
+ImageModeOpt = Annotated[
+    str | None,
+    typer.Option("--image-mode", help="reference (paper: no EXIF rotation, alpha dropped) | upright (EXIF, on white)."),
+]
 MaxNewOpt = Annotated[int | None, typer.Option("--max-new-tokens", help="Per-turn cap (default: model's, else 8192).")]
+MaxResponseOpt = Annotated[
+    int | None, typer.Option("--max-response-tokens", help="Total cap of the response (paper 12192; 0: none).")
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Samples per backend call.")]
@@ -95,7 +105,10 @@ def infer(
     box_policy: BoxPolicyOpt = None,
     coords: CoordsOpt = None,
     parsing: ParsingOpt = None,
+    scoring: ScoringOpt = None,
+    image_mode: ImageModeOpt = None,
     max_new_tokens: MaxNewOpt = None,
+    max_response_tokens: MaxResponseOpt = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     max_image_pixels: MaxImagePixOpt = None,
@@ -114,9 +127,10 @@ def infer(
     cfg = protocol_config(
         preset, max_turns=max_turns, min_pixels=min_pixels, max_pixels=max_pixels, crop_min_pixels=crop_min_pixels,
         crop_max_pixels=crop_max_pixels, resampling=resampling, box_policy=box_policy, coords=coords,
-        parsing=parsing, max_new_tokens=max_new_tokens,
+        parsing=parsing, scoring=scoring, image_mode=image_mode, max_new_tokens=max_new_tokens,
+        max_response_tokens=max_response_tokens,
     )  # fmt: skip
-    original = load_input(image, max_image_pixels)  # fail on a bad image before loading a model
+    original = load_input(image, max_image_pixels, cfg.image_mode)  # fail on a bad image before loading a model
     options = backend_options(backend, device=device, dtype=dtype, base_url=base_url, api_key_env=api_key_env,
                               concurrency=concurrency)  # fmt: skip
     engine = build_engine(backend, model, cfg, responses, max_image_pixels, **options)
@@ -284,7 +298,11 @@ def eval_(
     max_pixels: MaxPixOpt = None,
     crop_min_pixels: CropMinOpt = None,
     crop_max_pixels: CropMaxOpt = None,
+    parsing: ParsingOpt = None,
+    scoring: ScoringOpt = None,
+    image_mode: ImageModeOpt = None,
     max_new_tokens: MaxNewOpt = None,
+    max_response_tokens: MaxResponseOpt = None,
     batch_size: BatchOpt = 1,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
@@ -309,7 +327,8 @@ def eval_(
 
     cfg = protocol_config(
         preset, max_turns=max_turns, min_pixels=min_pixels, max_pixels=max_pixels, crop_min_pixels=crop_min_pixels,
-        crop_max_pixels=crop_max_pixels, max_new_tokens=max_new_tokens,
+        crop_max_pixels=crop_max_pixels, parsing=parsing, scoring=scoring, image_mode=image_mode,
+        max_new_tokens=max_new_tokens, max_response_tokens=max_response_tokens,
     )  # fmt: skip
     opts = EvalOptions(
         tasks=task, output_dir=output_dir, data=data, model=model, backend=backend, responses=responses, protocol=cfg,

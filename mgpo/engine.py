@@ -17,10 +17,11 @@ from typing import Any
 from PIL import Image
 
 from mgpo import grounding, imaging, protocol
-from mgpo.answers import extract_answer, is_correct, last_boxed
+from mgpo.answers import last_boxed
 from mgpo.backends.base import Backend, Generation, Request
 from mgpo.errors import MgpoError
 from mgpo.protocol import ProtocolConfig
+from mgpo.scoring import score_response
 from mgpo.types import Sample, Trajectory, Turn
 
 MAX_LOAD_THREADS = 8
@@ -59,6 +60,11 @@ def ground(text: str, frame: tuple[int, int], region: list[int], cfg: ProtocolCo
         step.fallback = reason
         return step
     step.box_original = grounding.map_to_original(box, frame, region)
+    if grounding.crop_is_degenerate(step.box_original):
+        step.notes.append(
+            f"crop {step.box_original} is {grounding.CROP_GUARD_ASPECT}:1 or more: showing the whole image"
+        )
+        step.box_original = list(region)
     return step
 
 
@@ -76,6 +82,9 @@ class Episode:
     messages: list[dict[str, Any]] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     done: bool = False
+    first_prompt_tokens: int | None = None  # where the response starts, when the backend counts tokens
+    output_tokens: int | None = 0  # the model's tokens so far; None once a turn went uncounted
+    cut: bool = False  # the response passed max_response_tokens: its last turn is cut and scores 0
 
 
 class Engine:
@@ -152,7 +161,7 @@ class Engine:
         )
         ep = Episode(index, sample, traj)
         try:
-            ep.original = imaging.load_image(sample.image, self.max_image_pixels)
+            ep.original = imaging.load_image(sample.image, self.max_image_pixels, cfg.image_mode)
             ep.full_view = imaging.pre_resize(ep.original, cfg.min_pixels, cfg.max_pixels, cfg.resampling)
             imaging.check_shape(ep.full_view.size)
         except MgpoError as exc:
@@ -165,8 +174,7 @@ class Engine:
         return ep
 
     def _generate(self, live: list[Episode], turn: int) -> list[Generation]:
-        cap = self.config.max_new_tokens
-        requests = [Request(ep.messages, ep.index, turn, ep.sample.id, cap) for ep in live]
+        requests = [Request(ep.messages, ep.index, turn, ep.sample.id, self._turn_budget(ep)) for ep in live]
         try:
             generations = self.backend.generate(requests)
             if len(generations) != len(requests):
@@ -176,6 +184,28 @@ class Engine:
             return [Generation("", error=str(exc)) for _ in live]
         except Exception as exc:
             return [Generation("", error=f"{self.backend.name} backend failed: {_one_line(exc)}") for _ in live]
+
+    def _turn_budget(self, ep: Episode) -> int | None:
+        """The per-turn cap, lowered so a turn never runs far past the total cap: the model's earlier tokens alone
+        bound what the response already holds from below, so nothing that could still fit is cut off."""
+        cap, total = self.config.max_new_tokens, self.config.max_response_tokens
+        if not total or not ep.output_tokens:
+            return cap
+        per_turn = cap or self.backend.default_max_new_tokens()
+        return max(1, min(per_turn, total - ep.output_tokens))
+
+    def _count(self, ep: Episode, turn: int, gen: Generation) -> None:
+        """Track the response's length; mark it cut when it passes the total cap (spec §4)."""
+        if turn == 0:
+            ep.first_prompt_tokens = gen.prompt_tokens
+        if gen.output_tokens is None or ep.output_tokens is None:
+            ep.output_tokens = None
+            return
+        ep.output_tokens += gen.output_tokens
+        total = self.config.max_response_tokens
+        if total and turn >= 1 and gen.prompt_tokens is not None and ep.first_prompt_tokens is not None:
+            # the response = everything after the first prompt: earlier turns, the later user messages, this turn
+            ep.cut = gen.prompt_tokens - ep.first_prompt_tokens + gen.output_tokens > total
 
     def _frame(self, image: Image.Image) -> tuple[int, int]:
         return imaging.model_frame(image.size, self.config.processor_min_pixels, self.config.processor_max_pixels)
@@ -199,6 +229,7 @@ class Engine:
             ep.trajectory.error, ep.trajectory.error_kind = gen.error, "backend"
             ep.done = True
             return
+        self._count(ep, turn, gen)
         final = cfg.single_turn or turn == cfg.max_turns - 1
         if final or (turn >= 1 and last_boxed(gen.text) is not None):
             ep.kept.append(gen.text)
@@ -225,11 +256,9 @@ class Engine:
 
     def _score(self, ep: Episode) -> None:
         traj = ep.trajectory
-        answer, source = extract_answer("\n".join(ep.kept), traj.choices or None, self.config.answer_fallbacks)
-        traj.answer, traj.answer_source = answer, source if ep.kept else None
-        traj.correct = (
-            is_correct(answer, traj.ground_truth) if traj.error is None else (False if traj.ground_truth else None)
-        )
+        score = score_response(ep.kept, traj.ground_truth, traj.choices, self.config, cut=ep.cut)
+        traj.answer, traj.answer_source = score.answer, score.source if ep.kept else None
+        traj.correct = score.correct if traj.error is None else (False if traj.ground_truth else None)
 
 
 def _one_line(exc: BaseException) -> str:

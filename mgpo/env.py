@@ -23,24 +23,10 @@ from typing import Any
 
 # Shown in the version list; every one of them is a declared dependency of mgpo or of lmms-eval / TRL.
 KEY_PACKAGES = (
-    "torch",
-    "torchvision",
-    "transformers",
-    "tokenizers",
-    "accelerate",
-    "datasets",
-    "trl",
-    "peft",
-    "lmms-eval",
-    "pillow",
-    "numpy",
-    "pyarrow",
-    "filelock",
-    "huggingface-hub",
-    "qwen-vl-utils",
-    "typer",
+    "torch", "torchvision", "transformers", "tokenizers", "accelerate", "datasets", "trl", "peft", "lmms-eval",
+    "pillow", "numpy", "pyarrow", "filelock", "huggingface-hub", "qwen-vl-utils", "mathruler", "sympy", "typer",
     "rich",
-)
+)  # fmt: skip
 OPTIONAL_PACKAGES = {"vllm": "vllm", "flash-attn": "flash_attn"}  # distribution -> import name
 CONSTRAINTS = "constraints.txt"
 
@@ -262,6 +248,16 @@ def check_pillow() -> str:
     return "PNG, JPEG, WebP, TIFF"
 
 
+def check_mathruler() -> str:
+    """mathruler's grader (the paper's scorer) imports with the packages it uses but does not declare."""
+    from mathruler.grader import extract_boxed_content, grade_answer
+
+    got = extract_boxed_content("so \\boxed{\\textbf{B}}")
+    if not grade_answer(got, "B") or grade_answer("A.", "A"):
+        raise PackageProblem("mathruler", f"grade_answer no longer grades as the reference did (read {got!r})")
+    return "extract_boxed_content + grade_answer"
+
+
 CHECKS: dict[str, tuple[str, Callable[[], str]]] = {
     "requirements": ("mgpo", check_requirements),
     "lmms-eval evaluator": ("lmms-eval", check_lmms_evaluator),
@@ -272,6 +268,7 @@ CHECKS: dict[str, tuple[str, Callable[[], str]]] = {
     "accelerate": ("accelerate", check_accelerate),
     "datasets parquet": ("datasets", check_datasets_parquet),
     "Pillow codecs": ("pillow", check_pillow),
+    "mathruler grader": ("mathruler", check_mathruler),
 }
 
 

@@ -1,8 +1,10 @@
 """The box: parse it from model text, validate it in the model frame, map it to original pixels. Pure functions.
 
-Strict parsing is the reference's rule (spec §2): the first ```json fenced block that decodes to a non-empty list of
-dicts; in it, the first entry whose ``bbox_2d`` is four ints and whose ``label`` is a string. Lenient parsing also
-accepts what models commonly emit instead, and records each acceptance so that nothing is silently forgiven.
+Strict parsing is the reference's ``truncate_at_json_bbox`` (spec §2): blocks are the matches of exactly
+``STRICT_BLOCK``; a block counts when its stripped content decodes to a non-empty list of dicts, and its first entry
+whose ``bbox_2d`` is four values passing ``isinstance(v, int)`` (JSON true/false included) and whose ``label`` is a
+string wins; a block with no such entry is skipped and the search goes on. Lenient parsing also accepts what models
+commonly emit instead, and records each acceptance so that nothing is silently forgiven.
 """
 
 from __future__ import annotations
@@ -12,13 +14,19 @@ import math
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 from mgpo.types import Box
 
 MIN_BOX_SIDE = 28  # a valid box is strictly wider and taller than this, in model-frame pixels
 MAX_BOX_ASPECT = 100  # and its aspect ratio is strictly below this
 NORMALIZED_RANGE = 1000  # Qwen2-VL / Qwen3-VL emit coordinates in [0, 1000]
+CROP_GUARD_ASPECT = 150  # a mapped crop this elongated is replaced by the whole original (the reference's crop_image)
 
-_FENCE = re.compile(r"```([A-Za-z0-9_-]*)[ \t]*\n?(.*?)```", re.DOTALL)
+# The reference's pattern, character for character: lowercase tag, "\n" right after it and right before the closing
+# fence, non-greedy. Its pairing of fences is part of the rule (an unclosed ```json block ends at the next "\n```").
+STRICT_BLOCK = re.compile(r"```json\n([\s\S]*?)\n```")
+_FENCE = re.compile(r"```([A-Za-z0-9_-]*)[ \t]*\n?(.*?)```", re.DOTALL)  # lenient: any fence, any tag, any spacing
 
 
 @dataclass(frozen=True)
@@ -49,23 +57,27 @@ def parse_box(text: str, lenient: bool = False) -> ParsedBox | None:
 
 
 def _parse_strict(text: str) -> ParsedBox | None:
-    for match in _FENCE.finditer(text):
-        if match.group(1).lower() != "json":
+    for match in STRICT_BLOCK.finditer(text):
+        data = _loads(match.group(1).strip())
+        if not (isinstance(data, list) and data and all(isinstance(d, dict) for d in data)):
             continue
-        data = _loads(match.group(2))
-        if isinstance(data, list) and data and all(isinstance(d, dict) for d in data):
-            for entry in data:
-                coords = entry.get("bbox_2d")
-                if _is_int_quad(coords) and isinstance(entry.get("label"), str):
-                    return ParsedBox(Box.of(coords), entry["label"], match.end())
-            return None  # the reference looks no further than the first list-of-dicts block
+        for entry in data:
+            coords = entry.get("bbox_2d")
+            if _is_int_quad(coords) and isinstance(entry.get("label"), str):
+                return ParsedBox(Box.of(int(c) for c in coords), entry["label"], match.end())
+        # no valid entry in this block: the reference moves on to the next one
     return None
 
 
 def _parse_lenient(text: str) -> ParsedBox | None:
     candidates: list[tuple[object, int, tuple[str, ...]]] = []
     for match in _FENCE.finditer(text):
-        note = () if match.group(1).lower() == "json" else ("fence not tagged json",)
+        if match.group(1).lower() != "json":
+            note: tuple[str, ...] = ("fence not tagged json",)
+        elif not STRICT_BLOCK.fullmatch(match.group(0)):
+            note = ("fence not in the strict ```json\\n...\\n``` form",)
+        else:
+            note = ()
         candidates.append((_loads(match.group(2)), match.end(), note))
     candidates.extend((data, end, ("unfenced JSON",)) for data, end in _scan_json(text))
     for data, end, notes in candidates:
@@ -115,7 +127,8 @@ def _loads(payload: str) -> object:
 
 
 def _is_int_quad(values: object) -> bool:
-    return isinstance(values, list) and len(values) == 4 and all(type(v) is int for v in values)
+    # isinstance, not type(): bool is an int subclass, so JSON true/false pass as 1/0, exactly as in the reference
+    return isinstance(values, list) and len(values) == 4 and all(isinstance(v, int) for v in values)
 
 
 def _is_number_quad(values: object) -> bool:
@@ -186,21 +199,35 @@ def _grow(lo: float, hi: float, size: float, limit: float) -> tuple[float, float
 
 
 def map_to_original(box: Box, frame: tuple[int, int], region: list[int]) -> list[int]:
-    """Map a frame-pixel box to original pixels: x_orig = x0 + int(x / W_frame * W_region) (spec §3).
+    """Map a frame-pixel box to original pixels as the reference does, in float32 (spec §2).
 
+    x_orig = x0 + int(x * (1 / W_frame) * W_region), each step rounded to float32: the reference divides Python ints
+    by 0-d int64 tensors, which torch computes as ``reciprocal(W) * x`` in float32, then multiplies by the size in
+    float32. (float64 would move some coordinates by a pixel: 700 / 1344 * 1920 is 1000, the reference's is 999.)
     ``region`` is the part of the original image that was shown, in original pixels (the whole image on turn 1,
     the previous crop on later turns). The result is clipped to the region and is at least 1 px a side.
     """
     fw, fh = frame
     rx1, ry1, rx2, ry2 = region
     rw, rh = rx2 - rx1, ry2 - ry1
-    x1 = rx1 + int(box.x1 / fw * rw)
-    y1 = ry1 + int(box.y1 / fh * rh)
-    x2 = rx1 + int(box.x2 / fw * rw)
-    y2 = ry1 + int(box.y2 / fh * rh)
+    x1 = rx1 + _scale_f32(box.x1, fw, rw)
+    y1 = ry1 + _scale_f32(box.y1, fh, rh)
+    x2 = rx1 + _scale_f32(box.x2, fw, rw)
+    y2 = ry1 + _scale_f32(box.y2, fh, rh)
     x1, y1 = min(max(x1, rx1), rx2 - 1), min(max(y1, ry1), ry2 - 1)
     x2, y2 = min(max(x2, x1 + 1), rx2), min(max(y2, y1 + 1), ry2)
     return [x1, y1, x2, y2]
+
+
+def _scale_f32(value: float, frame_side: int, size: int) -> int:
+    f32 = np.float32
+    return int(f32(f32(1.0) / f32(frame_side)) * f32(value) * f32(size))
+
+
+def crop_is_degenerate(box: list[int]) -> bool:
+    """The reference's crop guard: a mapped crop of 150:1 or more is replaced by the whole original image."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    return w >= h * CROP_GUARD_ASPECT or h >= w * CROP_GUARD_ASPECT
 
 
 def iou(a: list[float], b: list[float]) -> float:

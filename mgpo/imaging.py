@@ -38,8 +38,19 @@ RESAMPLING = {
 # Loading
 
 
-def load_image(source: Image.Image | str | Path | bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
-    """Open any common image as upright 8-bit RGB, or raise ImageError with a one-line reason."""
+IMAGE_MODES = ("reference", "upright")
+
+
+def load_image(
+    source: Image.Image | str | Path | bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, mode: str = "upright"
+) -> Image.Image:
+    """Open any common image as 8-bit RGB, or raise ImageError with a one-line reason.
+
+    ``mode='reference'`` is the reference's ``Image.open(path).convert('RGB')``: no EXIF rotation, alpha dropped (the
+    paper preset). ``mode='upright'`` applies the EXIF rotation, composites alpha on white and rescales 16-bit data.
+    """
+    if mode not in IMAGE_MODES:
+        raise ValueError(f"image mode must be one of {', '.join(IMAGE_MODES)}; got {mode!r}")
     name = "<image>" if isinstance(source, Image.Image | bytes) else str(source)
     if isinstance(source, Image.Image):
         image = source
@@ -49,9 +60,12 @@ def load_image(source: Image.Image | str | Path | bytes, max_pixels: int = DEFAU
     try:
         with _strict_decoding():
             image.load()  # decode now, so truncated data fails here with a clear message
-        if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # exif_transpose copies even upright images: 40+ ms on 4K
-            image = ImageOps.exif_transpose(image)
-        image = to_rgb(image)
+        if mode == "reference":
+            image = image if image.mode == "RGB" else image.convert("RGB")
+        else:
+            if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # exif_transpose copies even upright images: 40+ ms
+                image = ImageOps.exif_transpose(image)
+            image = to_rgb(image)
     except (OSError, ValueError, SyntaxError) as exc:  # truncated data surfaces here, at decode time
         raise ImageError(f"{name}: cannot decode image ({_short(exc)}); re-save it as PNG or JPEG") from exc
     check_shape(image.size, name)

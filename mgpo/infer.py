@@ -30,9 +30,11 @@ def build_engine(
     return Engine(be, cfg, max_image_pixels=max_image_pixels)
 
 
-def load_input(image: str | Path | Image.Image, max_image_pixels: int | None = None) -> Image.Image:
+def load_input(
+    image: str | Path | Image.Image, max_image_pixels: int | None = None, mode: str = "reference"
+) -> Image.Image:
     """Validate and load the input image up front, so a bad file fails before a model is loaded."""
-    return imaging.load_image(image, max_image_pixels or imaging.DEFAULT_MAX_IMAGE_PIXELS)
+    return imaging.load_image(image, max_image_pixels or imaging.DEFAULT_MAX_IMAGE_PIXELS, mode)
 
 
 def infer(
@@ -44,7 +46,11 @@ def infer(
     sample_id: str | None = None,
 ) -> Trajectory:
     """Run one sample; the trajectory records the image path when one was given."""
-    original = image if isinstance(image, Image.Image) else load_input(image, engine.max_image_pixels)
+    original = (
+        image
+        if isinstance(image, Image.Image)
+        else load_input(image, engine.max_image_pixels, engine.config.image_mode)
+    )
     traj = engine.run_one(Sample(original, question, list(choices or []), ground_truth, id=sample_id))
     if not isinstance(image, Image.Image):
         traj.image_path = str(image)

@@ -53,6 +53,8 @@ PROCESSOR_PIXELS = (3_136, 12_845_056)  # the Qwen2.5-VL processor's own default
 BoxPolicy = Literal["reject", "clamp"]
 Coords = Literal["resized-pixels", "normalized-1000"]
 Parsing = Literal["strict", "lenient"]
+Scoring = Literal["paper", "letter"]
+ImageMode = Literal["reference", "upright"]
 
 
 @dataclass(frozen=True)
@@ -72,18 +74,29 @@ class ProtocolConfig:
     coords: Coords = "resized-pixels"
     parsing: Parsing = "strict"
     max_new_tokens: int | None = None  # None: the checkpoint's generation_config cap, else 8192 (paper)
-    answer_fallbacks: bool = True  # strict fallbacks after the last \boxed{} (see mgpo.answers)
+    # the whole response (turn 1 + turn-2 message with its image tokens + turn 2) past this many tokens: the last
+    # turn is cut and scores 0, as the reference's final-EOS mask does (spec §4); None or 0: no total cap
+    max_response_tokens: int | None = 12192
+    scoring: Scoring = "paper"  # paper: mathruler on the final turn (spec §5); letter: mgpo.answers' letter reader
+    answer_fallbacks: bool = True  # letter scoring only: strict fallbacks when there is no \boxed{} (mgpo.answers)
+    # reference: Image.open().convert('RGB') as the reference does (no EXIF rotation, alpha dropped);
+    # upright: EXIF rotation applied and alpha composited on white, friendlier for users' photos
+    image_mode: ImageMode = "reference"
     single_turn: bool = False  # direct-answer baseline: one turn, no grounding
 
     def __post_init__(self) -> None:
         if self.max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {self.max_turns}")
+        if self.max_response_tokens is not None and self.max_response_tokens < 0:
+            raise ValueError(f"max_response_tokens must be >= 0 (0: no total cap), got {self.max_response_tokens}")
         if not (0 < self.min_pixels <= self.max_pixels and 0 < self.crop_min_pixels <= self.crop_max_pixels):
             raise ValueError("pixel limits need 0 < min_pixels <= max_pixels")
         for name, value, allowed in (
             ("box_policy", self.box_policy, ("reject", "clamp")),
             ("coords", self.coords, ("resized-pixels", "normalized-1000")),
             ("parsing", self.parsing, ("strict", "lenient")),
+            ("scoring", self.scoring, ("paper", "letter")),
+            ("image_mode", self.image_mode, ("reference", "upright")),
             ("resampling", self.resampling, ("nearest", "bilinear", "bicubic", "lanczos", "box")),
         ):
             if value not in allowed:

@@ -58,6 +58,18 @@ def test_scripted_worked_example_through_the_cli(tmp_path: Path, big_png: Path) 
     assert json.loads((out / "trajectory.json").read_text()) == traj
 
 
+@pytest.mark.parametrize(("flags", "correct"), [([], False), (["--scoring", "letter", "--parsing", "lenient"], True)])
+def test_protocol_options_from_the_cli_are_recorded(tmp_path: Path, big_png: Path, flags: list, correct: bool) -> None:
+    responses = tmp_path / "r.jsonl"
+    responses.write_text(json.dumps({"turns": [TURN1, "The answer is A."]}) + "\n")
+    done = run("infer", str(big_png), "Colour?", "-c", "red", "-c", "blue", "--ground-truth", "A", "--backend",
+               "scripted", "--responses", str(responses), "--image-mode", "upright", "--json", *flags)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    traj = json.loads(done.stdout)
+    assert traj["protocol"]["image_mode"] == "upright" and traj["correct"] is correct
+    assert traj["protocol"]["scoring"] == ("letter" if flags else "paper")
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -65,6 +77,8 @@ def test_scripted_worked_example_through_the_cli(tmp_path: Path, big_png: Path) 
         (["--model", "/nonexistent/model"], "model directory not found"),
         (["--box-policy", "shrink", "--backend", "scripted"], "box_policy must be one of"),
         (["--backend", "nope"], "unknown backend"),
+        (["--scoring", "judge", "--backend", "scripted"], "scoring must be one of"),
+        (["--image-mode", "exif", "--backend", "scripted"], "image_mode must be one of"),
     ],
 )
 def test_user_mistakes_are_one_line(tmp_path: Path, args: list[str], fragment: str) -> None:

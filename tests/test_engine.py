@@ -88,3 +88,33 @@ def test_trajectories_round_trip_through_jsonl(tmp_path: Path) -> None:
     back = read_trajectories(path)
     assert len(back) == 2 and back[0] == traj
     assert Trajectory.from_dict(json.loads(traj.to_json())) == traj
+
+
+class TokenCounts(ScriptedBackend):
+    """Scripted turns reported with fixed token counts, as a counting backend (hf, vllm, openai) reports them."""
+
+    def __init__(self, responses, prompt_tokens: list[int], output_tokens: list[int]):
+        super().__init__(responses)
+        self.prompt_tokens, self.output_tokens = prompt_tokens, output_tokens
+        self.budgets: list[int | None] = []
+
+    def generate(self, requests):
+        out = super().generate(requests)
+        for req, gen in zip(requests, out, strict=True):
+            self.budgets.append(req.max_new_tokens)
+            gen.prompt_tokens, gen.output_tokens = self.prompt_tokens[req.turn], self.output_tokens[req.turn]
+        return out
+
+
+def test_total_cap_cuts_the_final_turn_and_scores_it_0() -> None:
+    image = Image.new("RGB", (600, 500), (120, 90, 60))
+    turns = [{"turns": [box_text([10, 10, 200, 200]), "\\boxed{A}"]}]
+    cfg = ProtocolConfig.paper(max_response_tokens=50)
+    # the response: turn 1 (10) + the turn-2 message (25) + turn 2 = 135 - 100 + turn 2's tokens
+    for turn2_tokens, cut in ((15, False), (16, True)):
+        backend = TokenCounts(turns, prompt_tokens=[100, 135], output_tokens=[10, turn2_tokens])
+        traj = Engine(backend, cfg).run_one(Sample(image, "q?", ["a", "b"], "A"))
+        assert traj.correct is (not cut) and (traj.answer_source == "cut") is cut
+        assert backend.budgets == [None, 40]  # turn 2 may not run past 50 - 10 tokens
+    uncapped = TokenCounts(turns, prompt_tokens=[100, 135], output_tokens=[10, 16])
+    assert Engine(uncapped, ProtocolConfig.paper(max_response_tokens=0)).run_one(Sample(image, "q?", [], "A")).correct

@@ -51,14 +51,65 @@ def test_strict_rejects_what_lenient_accepts() -> None:
         assert found is not None and note in found.notes, text
 
 
-def test_strict_takes_only_the_first_list_of_dicts_block() -> None:
-    text = block([{"bbox_2d": [1, 2, 3], "label": "bad"}]) + block([{"bbox_2d": [10, 20, 300, 400], "label": "ok"}])
-    assert parse_box(text) is None
+def test_strict_moves_on_to_the_next_block_when_none_of_a_blocks_entries_is_valid() -> None:
+    text = (
+        block([{"bbox_2d": [1, 2, 3], "label": "bad"}]) + "\n" + block([{"bbox_2d": [10, 20, 300, 400], "label": "ok"}])
+    )
+    found = parse_box(text)
+    assert found is not None and found.label == "ok" and found.end == len(text)
 
 
-def test_bools_and_wrong_lengths_are_not_coordinates() -> None:
-    assert parse_box(block([{"bbox_2d": [True, 2, 300, 400], "label": "x"}])) is None
+def test_json_booleans_are_ints_as_in_the_reference() -> None:
+    found = parse_box(block([{"bbox_2d": [True, False, 300, 400], "label": "x"}]))
+    assert found is not None and found.box.as_list() == [1, 0, 300, 400]
+    assert all(type(v) is int for v in found.box.as_list())
     assert parse_box(block([{"bbox_2d": [1, 2, 300], "label": "x"}]), lenient=True) is None
+
+
+BOX_JSON = '[{"bbox_2d": [10, 20, 300, 400], "label": "cup"}]'
+
+
+def test_strict_fence_is_exactly_the_reference_pattern() -> None:
+    not_blocks = [
+        f"```JSON\n{BOX_JSON}\n```",  # upper-case tag
+        f"```json  \n{BOX_JSON}\n```",  # a space after the tag
+        f"```json\r\n{BOX_JSON}\r\n```",  # CRLF line ends
+        f"```json\n{BOX_JSON}```",  # closing fence on the JSON's own line
+        f"```json {BOX_JSON}\n```",  # no newline after the tag
+        f"```\n{BOX_JSON}\n```",  # untagged
+    ]
+    for text in not_blocks:
+        assert parse_box(text) is None, repr(text)
+        assert parse_box(text, lenient=True) is not None, repr(text)  # lenient still reads them, with a note
+    # whitespace around the JSON inside a proper block is stripped, as the reference does
+    assert parse_box(f"```json\n  \n{BOX_JSON}  \n\n```") is not None
+
+
+def test_a_stray_fence_before_the_block_does_not_hide_it() -> None:
+    text = f"I will use ``` fences.\n```json\n{BOX_JSON}\n```\nmore"
+    found = parse_box(text)
+    assert found is not None and text[: found.end].endswith(f"{BOX_JSON}\n```")
+    # a python block first, then the json block
+    text = f"```python\nprint(1)\n```\n```json\n{BOX_JSON}\n```"
+    assert parse_box(text) is not None
+
+
+def test_an_unclosed_json_block_swallows_the_next_opening_fence_like_the_reference_regex() -> None:
+    # the non-greedy pattern pairs the first ```json\n with the next \n``` -- the opening fence of the real block --
+    # so the real block's opening is consumed and the reference finds no box; strict parsing must agree
+    text = f"```json\nnot json\n```json\n{BOX_JSON}\n```"
+    assert parse_box(text) is None
+    # whereas with a closed first block the search moves on and finds the second
+    text = f"```json\nnot json\n```\n```json\n{BOX_JSON}\n```"
+    assert parse_box(text) is not None
+
+
+def test_the_cut_is_right_after_the_winning_blocks_closing_fence() -> None:
+    first = block([{"bbox_2d": [1, 2, 3, 4.5], "label": "float"}])
+    second = block([{"bbox_2d": [10, 20, 300, 400], "label": "cup"}])
+    text = f"think {first} then {second}``` \\boxed{{A}}"
+    found = parse_box(text)
+    assert found is not None and text[: found.end] == f"think {first} then {second}"
 
 
 @given(st.text())
@@ -146,25 +197,70 @@ def test_accepted_box_gives_a_crop_inside_the_image_at_least_28px(frame, origina
     assert min(crop_size) >= 28 and max(crop_size) / min(crop_size) <= 200
 
 
+def torch_float32_map(box: list[int], frame: tuple[int, int], original: tuple[int, int]) -> list[int]:
+    """What the reference computes: Python ints divided by 0-d int64 tensors (grid * 14), times the original size."""
+    import torch
+
+    w, h = torch.tensor(frame[0], dtype=torch.int64), torch.tensor(frame[1], dtype=torch.int64)
+    x1, y1, x2, y2 = box
+    return [
+        int(x1 / w * original[0]),
+        int(y1 / h * original[1]),
+        int(x2 / w * original[0]),
+        int(y2 / h * original[1]),
+    ]
+
+
+def test_mapping_is_float32_like_the_reference() -> None:
+    frame = imaging.model_frame(imaging.pre_resize_size((1920, 1080), *PAPER_LIMITS), 3136, 12_845_056)
+    assert frame == (1344, 756)
+    assert map_to_original(Box(175, 100, 700, 500), frame, [0, 0, 1920, 1080]) == [249, 142, 999, 714]
+    assert map_to_original(Box(0, 0, 1344, 756), frame, [0, 0, 1920, 1080])[3] == 1079  # bottom edge
+    assert torch_float32_map([175, 100, 700, 500], frame, (1920, 1080)) == [249, 142, 999, 714]
+
+
 @given(
     frame=frames,
     original=st.tuples(st.integers(28, 9000), st.integers(28, 9000)),
     raw=st.tuples(*(st.integers(0, 3000) for _ in range(4))),
 )
-@settings(max_examples=300)
-def test_mapping_matches_the_paper_formula(frame, original, raw) -> None:
+@settings(max_examples=2000, deadline=None)
+def test_mapping_matches_torch_float32(frame, original, raw) -> None:
     x1, y1, x2, y2 = raw
-    box = Box(min(x1, frame[0]), min(y1, frame[1]), min(x2, frame[0]), min(y2, frame[1]))
-    if check_box(box, frame) is not None:
+    box = [min(x1, frame[0]), min(y1, frame[1]), min(x2, frame[0]), min(y2, frame[1])]
+    if check_box(Box.of(box), frame) is not None:
         return
-    mapped = map_to_original(box, frame, [0, 0, *original])
-    paper = [
-        int(box.x1 / frame[0] * original[0]),
-        int(box.y1 / frame[1] * original[1]),
-        int(box.x2 / frame[0] * original[0]),
-        int(box.y2 / frame[1] * original[1]),
-    ]
-    assert mapped == paper
+    assert map_to_original(Box.of(box), frame, [0, 0, *original]) == torch_float32_map(box, frame, original)
+
+
+def test_mapping_matches_torch_float32_on_paper_frames() -> None:
+    """Real frames (both resize steps) of many image sizes, boxes on a grid that includes the edges."""
+    import random
+
+    rng = random.Random(10)
+    for _ in range(300):
+        original = (rng.randint(300, 8000), rng.randint(300, 8000))
+        if max(original) / min(original) > 50:
+            continue
+        pre = imaging.pre_resize_size(original, *PAPER_LIMITS)
+        frame = imaging.model_frame(pre, 3136, 12_845_056)
+        for _ in range(20):
+            x1, y1 = rng.randint(0, frame[0] - 30), rng.randint(0, frame[1] - 30)
+            box = [x1, y1, rng.randint(x1 + 29, frame[0]), rng.randint(y1 + 29, frame[1])]
+            if rng.random() < 0.3:
+                box[2:] = list(frame)
+            if check_box(Box.of(box), frame) is None:
+                got = map_to_original(Box.of(box), frame, [0, 0, *original])
+                assert got == torch_float32_map(box, frame, original), (original, frame, box)
+
+
+def test_crop_guard_uses_the_whole_original_for_a_150_to_1_crop() -> None:
+    # the frame is square but the original 150:1, so a valid 2:1 box maps to a crop over 150:1
+    step = ground(block([{"bbox_2d": [0, 0, 2000, 1000], "label": "strip"}]), (3000, 3000), [0, 0, 30000, 200], PAPER)
+    assert step.fallback is None and step.box_original == [0, 0, 30000, 200]
+    assert any("150" in n for n in step.notes)
+    ok = ground(block([{"bbox_2d": [0, 0, 300, 1000], "label": "ok"}]), (3000, 3000), [0, 0, 30000, 200], PAPER)
+    assert ok.box_original == torch_float32_map([0, 0, 300, 1000], (3000, 3000), (30000, 200)) and not ok.notes
 
 
 def test_clamped_boxes_are_always_valid() -> None:

@@ -15,33 +15,30 @@ from typing import Any
 from lmms_eval.api.model import lmms
 from PIL import Image
 
-from mgpo.answers import extract_answer
 from mgpo.engine import Engine
 from mgpo.errors import MgpoError
 from mgpo.eval.record import Recorder
-from mgpo.grounding import parse_box
 from mgpo.infer import DEFAULT_MODEL, build_engine
 from mgpo.protocol import ProtocolConfig
+from mgpo.scoring import Score, ScoredResponse
 from mgpo.types import Sample, Trajectory
 
 _INT_ARGS = ("max_turns", "min_pixels", "max_pixels", "crop_min_pixels", "crop_max_pixels", "max_new_tokens",
-             "max_image_pixels")  # fmt: skip
+             "max_response_tokens", "max_image_pixels")  # fmt: skip
 
 
-def response_text(traj: Trajectory) -> str:
-    """The assistant text the engine scores: earlier turns cut after their JSON block (spec §2), then the last turn.
+def response_text(traj: Trajectory) -> ScoredResponse:
+    """What lmms-eval gets for a sample: the final turn (the only one scoring reads, spec §5), carrying the engine's
+    own score of it, so the task's scorer uses the run's --scoring and lmms-eval's numbers equal results.json's."""
+    text = "" if traj.error or not traj.turns else traj.turns[-1].output
+    return ScoredResponse(text, Score(traj.answer, traj.answer_source or "none", traj.correct))
 
-    Returned to lmms-eval, so the task's scorer (the same extractor) finds the engine's answer.
-    """
-    if traj.error or not traj.turns:
-        return ""
-    lenient = traj.protocol.get("parsing") == "lenient"
-    parts = []
-    for turn in traj.turns[:-1]:
-        parsed = parse_box(turn.output, lenient=lenient)
-        parts.append(turn.output[: parsed.end] if parsed else turn.output)
-    parts.append(traj.turns[-1].output)
-    return "\n".join(parts)
+
+def recorded_response(row: dict[str, Any]) -> ScoredResponse:
+    """A recorded row's response with its score, for --resume."""
+    traj = row.get("trajectory") or {}
+    score = Score(traj.get("answer"), traj.get("answer_source") or "none", traj.get("correct"))
+    return ScoredResponse(row.get("response") or "", score)
 
 
 def union_box(boxes: list[list[float]]) -> list[float] | None:
@@ -99,7 +96,7 @@ class MgpoModel(lmms):
         **options: Any,
     ):
         super().__init__()
-        protocol_keys = {*_INT_ARGS, "resampling", "box_policy", "coords", "parsing"}
+        protocol_keys = {*_INT_ARGS, "resampling", "box_policy", "coords", "parsing", "scoring", "image_mode"}
         extra = {k: v for k, v in options.items() if k not in protocol_keys}  # openai / vllm take their own options
         options = {k: v for k, v in options.items() if k in protocol_keys}
         if extra and backend in ("hf", "scripted"):
@@ -144,7 +141,7 @@ class MgpoModel(lmms):
             self.requested.add((self.mode, task, int(doc_id), repeat))
             done = self.recorder.done.get((self.mode, task, int(doc_id), repeat)) if self.recorder else None
             if done is not None:
-                results[i] = done["response"]
+                results[i] = recorded_response(done)
                 continue
             doc = self.task_dict[task][split][doc_id]
             sample_id = str(doc.get("question_id") or f"{task}:{doc_id}")
@@ -185,7 +182,7 @@ class MgpoModel(lmms):
             traj.image_path = str(path.resolve())
         elif traj.image_path:
             traj.image_path = str(Path(traj.image_path).resolve())
-        prediction = traj.answer if traj.answer else extract_answer(response, traj.choices or None)[0]
+        prediction = traj.answer
         return {
             **key,
             "question_id": sample.id,

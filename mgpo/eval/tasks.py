@@ -2,7 +2,7 @@
 
 Data source: the hub dataset by default; with ``MGPO_DATA=PATH`` in the environment (what ``mgpo eval --data`` sets),
 a local parquet / JSONL file or folder in the same schema, read without network. ``MGPO_SHUFFLE_OPTIONS=SEED``
-permutes options per sample reproducibly. Scoring uses mgpo.answers, the extractor training uses.
+permutes options per sample reproducibly. Scoring is mgpo.scoring's, the function training's reward uses.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any
 from PIL import Image
 
 from mgpo import protocol
-from mgpo.answers import extract_answer, is_correct
 from mgpo.eval import docs as D
 from mgpo.eval.metrics import macro_accuracy, mean_percent
+from mgpo.protocol import ProtocolConfig
+from mgpo.scoring import Score, score_response
 
 DATA_ENV = "MGPO_DATA"
 SHUFFLE_ENV = "MGPO_SHUFFLE_OPTIONS"
@@ -148,15 +149,18 @@ def doc_to_target(doc: dict[str, Any]) -> str:
 
 
 def score(doc: dict[str, Any], response: str) -> dict[str, Any]:
-    """One doc's scored item: the extracted letter (shared extractor), the ground truth, 0/1 score."""
-    prediction, source = extract_answer(response or "", list(doc["options"]) or None)
+    """One doc's scored item: the mgpo model's own score when the response carries it (so lmms-eval agrees with
+    results.json under any --scoring), else the paper's rule on the response as the final turn (stock models)."""
+    carried = getattr(response, "score", None)
+    if not isinstance(carried, Score):
+        carried = score_response([response or ""], doc["answer"], list(doc["options"]), ProtocolConfig.paper())
     return {
         "question_id": doc["question_id"],
         "category": doc["category"],
-        "prediction": prediction,
-        "source": source,
+        "prediction": carried.answer,
+        "source": carried.source,
         "ground_truth": doc["answer"],
-        "score": int(bool(is_correct(prediction, doc["answer"]))),
+        "score": int(bool(carried.correct)),
     }
 
 

@@ -245,7 +245,7 @@ def _looks_base64(value: str) -> bool:
     return len(value) > 1024  # no real path is this long; MME-RealWorld ships images as base64 strings
 
 
-def open_image(value: Any, max_pixels: int = imaging.DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+def open_image(value: Any, max_pixels: int = imaging.DEFAULT_MAX_IMAGE_PIXELS, mode: str = "reference") -> Image.Image:
     """The original, full-resolution image from whatever the ``image`` column holds."""
     if isinstance(value, dict):
         value = value.get("bytes") or value.get("path")
@@ -256,4 +256,4 @@ def open_image(value: Any, max_pixels: int = imaging.DEFAULT_MAX_IMAGE_PIXELS) -
             raise MgpoError("image column: a value is neither a file path nor valid base64") from exc
     if value is None:
         raise MgpoError("image column: a row has no image")
-    return imaging.load_image(value, max_pixels)
+    return imaging.load_image(value, max_pixels, mode)

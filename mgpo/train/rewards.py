@@ -1,5 +1,6 @@
-"""Reward functions in TRL's signature. The default is the paper's: 1.0 when the last ``\\boxed{}`` of the whole
-response names the ground-truth option, else 0.0, read by the same extractor eval uses (mgpo.answers).
+"""Reward functions in TRL's signature. The default is the paper's (spec §5): mathruler's ``grade_answer`` on the
+``\boxed{}`` of the final turn, 1.0 or 0.0, by the same function that scores infer and eval (mgpo.scoring); a turn 2
+cut by the total cap gets 0.
 
 Optional extras (off by default, not in the paper): a format reward and a grounding reward (IoU of the turn-1 box,
 mapped to original pixels, with the data's ground-truth box where it has one).
@@ -10,16 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mgpo.answers import extract_answer, is_correct, last_boxed
+from mgpo.answers import last_boxed
 from mgpo.grounding import iou
+from mgpo.protocol import ProtocolConfig
+from mgpo.scoring import score_response
 
 REWARDS = ("accuracy", "format", "grounding")
 
 
-def response_text(completion: Any) -> str:
-    """The model's own text of a completion: every assistant turn, joined as the engine scores them."""
+def assistant_turns(completion: Any) -> list[str]:
+    """The model's own turns of a completion, in order (user messages are never scored)."""
     if isinstance(completion, str):
-        return completion
+        return [completion]
     texts = []
     for message in completion:
         if message.get("role") != "assistant":
@@ -29,17 +32,38 @@ def response_text(completion: Any) -> str:
             texts.append(content)
         elif isinstance(content, list):
             texts.append("".join(p.get("text", "") for p in content if p.get("type") == "text"))
-    return "\n".join(texts)
+    return texts
 
 
-def accuracy_reward(completions: list, answer: list[str], choices: list[list[str]] | None = None, **_: Any):
-    """Binary: the last \\boxed{} (no fallbacks, as in the paper) equals the ground-truth letter."""
-    out = []
-    for i, completion in enumerate(completions):
-        opts = choices[i] if choices is not None else None
-        letter, _source = extract_answer(response_text(completion), opts or None, fallbacks=False)
-        out.append(1.0 if is_correct(letter, answer[i]) else 0.0)
-    return out
+def response_text(completion: Any) -> str:
+    """The model's own text of a completion: every assistant turn, joined."""
+    return "\n".join(assistant_turns(completion))
+
+
+def make_accuracy_reward(cfg: ProtocolConfig | None = None) -> Callable[..., list[float]]:
+    """The accuracy reward under ``cfg.scoring`` (paper by default)."""
+    cfg = cfg or ProtocolConfig.paper()
+
+    def accuracy_reward(
+        completions: list,
+        answer: list[str],
+        choices: list[list[str]] | None = None,
+        mgpo_turn2_cut: list[bool] | None = None,
+        **_: Any,
+    ) -> list[float]:
+        """1.0 when the final turn's answer grades equal to the ground truth, else 0.0."""
+        out = []
+        for i, completion in enumerate(completions):
+            opts = choices[i] if choices is not None else None
+            cut = bool(mgpo_turn2_cut[i]) if mgpo_turn2_cut is not None else False
+            score = score_response(assistant_turns(completion), answer[i], opts, cfg, cut=cut)
+            out.append(1.0 if score.correct else 0.0)
+        return out
+
+    return accuracy_reward
+
+
+accuracy_reward = make_accuracy_reward()
 
 
 def format_reward(completions: list, mgpo_box_valid: list[bool] | None = None, **_: Any):
@@ -66,9 +90,9 @@ def grounding_reward(completions: list, gt_box: list | None = None, mgpo_box_ori
     return out
 
 
-def reward_functions(names: list[str]) -> list[Callable[..., list]]:
-    """The reward callables for the given names, in order."""
-    table = {"accuracy": accuracy_reward, "format": format_reward, "grounding": grounding_reward}
+def reward_functions(names: list[str], cfg: ProtocolConfig | None = None) -> list[Callable[..., list]]:
+    """The reward callables for the given names, in order; accuracy scores under ``cfg.scoring``."""
+    table = {"accuracy": make_accuracy_reward(cfg), "format": format_reward, "grounding": grounding_reward}
     unknown = [n for n in names if n not in table]
     if unknown:
         from mgpo.errors import MgpoError

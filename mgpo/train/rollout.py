@@ -3,8 +3,9 @@ and the loss mask. The protocol decisions themselves (parse, validate, map, crop
 (mgpo.engine.ground, mgpo.protocol, mgpo.imaging); this module only turns them into ids.
 
 Mask convention (spec §5): 1 on the model's tokens of both turns, turn 1's closing end-of-turn token included; 0 on
-the turn-2 user message with all of its image tokens. A turn that hit the length cap without a box gets its
-end-of-turn token appended at mask 0: the model never chose to stop there.
+the turn-2 user message with all of its image tokens. Caps (spec §4), as the reference applies them: a turn that hit
+its per-turn cap without an end-of-turn token has its LAST token replaced by <|im_end|> (mask 1); a turn 2 cut by the
+total cap (the whole response passing max_completion_length) gets mask 0 on all of its tokens and reward 0.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ class Episode:
     turn2_ids: list[int] = field(default_factory=list)
     turn2_logprobs: list[float | None] = field(default_factory=list)
     turn2_skipped: bool = False  # no room left in the completion budget for the turn-2 message
+    turn2_cut: bool = False  # turn 2 ran past the total cap: mask 0, reward 0
+
+    @property
+    def over_total_cap(self) -> bool:
+        """The reference's final-EOS mask leaves no turn 2 to score: reward 0."""
+        return self.turn2_skipped or self.turn2_cut
 
     @property
     def cropped(self) -> bool:
@@ -56,7 +63,7 @@ class Episode:
         logprobs = list(self.turn1_logprobs)
         if not self.turn2_skipped:
             ids += self.user2_ids + self.turn2_ids
-            mask += [0] * len(self.user2_ids) + [1] * len(self.turn2_ids)
+            mask += [0] * len(self.user2_ids) + [0 if self.turn2_cut else 1] * len(self.turn2_ids)
             logprobs += [0.0] * len(self.user2_ids) + list(self.turn2_logprobs)
         return ids, mask, logprobs
 
@@ -83,9 +90,12 @@ def finish_turn1(
     end_of_turn: int,
     cfg: ProtocolConfig,
 ) -> None:
-    """Ground turn 1 with the engine's rules, cut its sampled tokens after the box block, and pick the turn-2 view."""
+    """Ground turn 1 with the engine's rules, cut its sampled tokens after the box block, and pick the turn-2 view.
+
+    A turn 1 without an end-of-turn token (its cap reached) has its last token replaced by <|im_end|>, mask 1, before
+    it is parsed: the reference's rule (spec §4)."""
     ended = bool(ids) and ids[-1] in eos_ids
-    content = ids[:-1] if ended else list(ids)
+    content = list(ids[:-1])  # without its end-of-turn token, or without the last token that <|im_end|> replaces
     content_lp: list[float | None] = list(logprobs[: len(content)]) if logprobs is not None else [None] * len(content)
     text = tokenizer.decode(content, skip_special_tokens=True)
     frame = model_frame(ep.full_view, cfg)
@@ -93,16 +103,14 @@ def finish_turn1(
     ep.step = step
     if step.box_model is None:  # no box: the turn stays as sampled
         kept, kept_lp = content, content_lp
-        closing_mask = 1 if ended else 0
     else:
         kept, kept_lp = cut_tokens(content, content_lp, step.kept_text, tokenizer)
-        closing_mask = 1  # the model wrote a box: closing the turn right after it is what the protocol asks for
     if ended and len(kept) == len(content):
         closer, closer_lp = ids[-1], (logprobs[len(content)] if logprobs is not None else None)
     else:
         closer, closer_lp = end_of_turn, None
     ep.turn1_ids = [*kept, closer]
-    ep.turn1_mask = [1] * len(kept) + [closing_mask]
+    ep.turn1_mask = [1] * (len(kept) + 1)
     ep.turn1_logprobs = [*kept_lp, closer_lp]
     if step.cropped:
         assert step.box_original is not None
@@ -110,6 +118,20 @@ def finish_turn1(
         ep.view = imaging.resize_crop(piece, cfg.crop_min_pixels, cfg.crop_max_pixels, cfg.resampling)
     else:
         ep.view = ep.full_view
+
+
+def finish_turn2(ep: Episode, ids: list[int], logprobs: list | None, room: int, eos_ids: list[int], end_of_turn: int):
+    """Apply the caps to a sampled turn 2 (spec §4): past the ``room`` the total cap leaves, it is cut (mask 0,
+    reward 0); stopped by the per-turn cap short of that, its last token becomes <|im_end|> (mask 1)."""
+    ids = list(ids)
+    lps: list[float | None] = list(logprobs) if logprobs is not None else [None] * len(ids)
+    ended = bool(ids) and ids[-1] in eos_ids
+    if len(ids) > room or (not ended and len(ids) >= room):
+        ep.turn2_cut = True
+        ids, lps = ids[:room], lps[:room]
+    elif not ended and ids:
+        ids[-1], lps[-1] = end_of_turn, None
+    ep.turn2_ids, ep.turn2_logprobs = ids, lps
 
 
 def cut_tokens(

@@ -59,7 +59,7 @@ def train(cfg: TrainConfig, echo: Any = print) -> TrainResult:
 
         trainer = MGPOTrainer(
             model=cfg.model,
-            reward_funcs=reward_functions(cfg.rewards),
+            reward_funcs=reward_functions(cfg.rewards, proto),
             args=args,
             train_dataset=dataset,
             processing_class=processor,

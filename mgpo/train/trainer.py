@@ -69,7 +69,7 @@ class MGPOTrainer(GRPOTrainer):
             image = row.pop("image", None)  # TRL would insert it a second time; the prompt carries the view
             if key not in cache:
                 try:
-                    original = open_image(image, self.max_image_pixels)
+                    original = open_image(image, self.max_image_pixels, self.protocol.image_mode)
                 except MgpoError as exc:
                     raise MgpoError(f"training row {row.get('id')}: {exc}") from exc
                 cache[key] = rollout.start_episode(original, row["question"], list(row["choices"]), self.protocol)
@@ -137,9 +137,8 @@ class MGPOTrainer(GRPOTrainer):
         for j, i in enumerate(live):
             ep = episodes[i]
             room = self.max_completion_length - len(ep.turn1_ids) - len(ep.user2_ids)
-            ep.turn2_ids = list(turn2[j])[:room]
-            lp = logprobs2[j] if logprobs2 is not None else [None] * len(turn2[j])
-            ep.turn2_logprobs = list(lp)[:room]
+            lp = logprobs2[j] if logprobs2 is not None else None
+            rollout.finish_turn2(ep, turn2[j], lp, room, self.eos_token_ids, self.end_of_turn_id)
 
         completion_ids, tool_mask, logprobs, completions = [], [], [], []
         for ep in episodes:
@@ -156,6 +155,7 @@ class MGPOTrainer(GRPOTrainer):
         extra_fields = {
             "mgpo_box_valid": [ep.cropped for ep in episodes],
             "mgpo_box_original": [ep.step.box_original if ep.step else None for ep in episodes],
+            "mgpo_turn2_cut": [ep.over_total_cap for ep in episodes],  # the accuracy reward gives these 0
         }
         images_out = [ep.images for ep in episodes]
         return prompt_ids, completion_ids, tool_mask, completions, logprobs_out, extra_fields, images_out, images_out

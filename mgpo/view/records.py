@@ -236,7 +236,10 @@ def load_original(record: Record, max_pixels: int | None = None) -> tuple[Image.
     if path is None:
         return None, missing_note(record)
     try:
-        return imaging.load_image(path, max_pixels or imaging.DEFAULT_MAX_IMAGE_PIXELS), None
+        # opened as the run opened it, so that the recorded boxes (original pixels) land where the model looked
+        mode = (record.trajectory.protocol or {}).get("image_mode")
+        mode = mode if mode in imaging.IMAGE_MODES else "upright"  # runs from before the option: always upright
+        return imaging.load_image(path, max_pixels or imaging.DEFAULT_MAX_IMAGE_PIXELS, mode), None
     except MgpoError as exc:
         return None, f"image not shown: {exc}"
 

@@ -23,9 +23,15 @@ def test_extractor_cases(text: str, letter: str) -> None:
     assert extract_answer(text, ["w", "x", "y", "z"])[0] == letter
 
 
-def test_task_scoring_uses_the_shared_extractor() -> None:
+def test_task_scoring_is_the_paper_rule_unless_the_response_carries_its_score() -> None:
+    from mgpo.protocol import ProtocolConfig
+    from mgpo.scoring import ScoredResponse, score_response
+
     doc = {"question_id": "q", "category": "direct_attributes", "options": ["red", "blue", "green", "black"],
            "answer": "C"}  # fmt: skip
-    assert score(doc, "Answer: C")["score"] == 1
-    assert score(doc, "Based on the image, the answer is A.")["prediction"] == "A"
+    assert score(doc, "so \\boxed{C}")["score"] == 1
+    assert score(doc, "Answer: C")["score"] == 0  # a stock model's plain text: the paper rule, no fallbacks
     assert score(doc, "")["score"] == 0
+    letter = score_response(["Answer: C"], "C", doc["options"], ProtocolConfig.paper(scoring="letter"))
+    item = score(doc, ScoredResponse("Answer: C", letter))
+    assert item["score"] == 1 and item["source"] == "answer-colon"

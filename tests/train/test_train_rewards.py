@@ -10,17 +10,32 @@ def _completion(turn1: str, turn2: str) -> list[dict]:
             {"role": "assistant", "content": turn2}]  # fmt: skip
 
 
-def test_accuracy_reads_the_last_boxed_of_the_models_turns_only():
+def test_accuracy_is_mathruler_on_the_final_turn_only():
     completions = [
         _completion("box", "so \\boxed{B}"),
-        _completion("early \\boxed{B}", "final \\boxed{C}"),  # the LAST boxed counts
+        _completion("early \\boxed{B}", "final \\boxed{C}"),  # the final turn counts
         _completion("box", "The answer is B"),  # no \\boxed{}: no fallback in the reward, as in the paper
         _completion("box", "\\boxed{(b)}"),
-        _completion("box", "\\boxed{blue}"),  # option text maps to its letter
+        _completion("box", "\\boxed{blue}"),  # the option's text is not its letter for mathruler
+        _completion("\\boxed{B}", "no box here"),  # a turn-1 \\boxed{} never counts
+        _completion("box", "\\boxed{B.}"),
     ]
-    choices = [["red", "blue"]] * 5
-    assert accuracy_reward(completions, answer=["B"] * 5, choices=choices) == [1.0, 0.0, 0.0, 1.0, 1.0]
+    choices = [["red", "blue"]] * 7
+    assert accuracy_reward(completions, answer=["B"] * 7, choices=choices) == [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
     assert "prompt text" not in response_text(completions[0])  # the user message is never scored
+
+
+def test_a_turn_2_cut_by_the_total_cap_gets_reward_0():
+    completions = [_completion("box", "\\boxed{B}")] * 2
+    assert accuracy_reward(completions, answer=["B", "B"], mgpo_turn2_cut=[False, True]) == [1.0, 0.0]
+
+
+def test_letter_scoring_reward_is_available_by_name():
+    from mgpo.protocol import ProtocolConfig
+    from mgpo.train.rewards import reward_functions
+
+    (letter,) = reward_functions(["accuracy"], ProtocolConfig.paper(scoring="letter"))
+    assert letter([_completion("box", "\\boxed{blue}")], answer=["B"], choices=[["red", "blue"]]) == [1.0]
 
 
 def test_format_and_grounding_rewards():
