@@ -331,11 +331,14 @@ def data_synth(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the dataset into.")],
     n: Annotated[int, typer.Option("--n", help="Number of samples.")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    correct_first: Annotated[
+        bool, typer.Option("--correct-first", help="V*'s convention: the correct option is always (A).")
+    ] = False,
 ) -> None:
     """Write a synthetic V*-schema benchmark: large images with small targets, and ground-truth boxes."""
     from mgpo.eval.synth import write_synth
 
-    path = write_synth(out, n=n, seed=seed)
+    path = write_synth(out, n=n, seed=seed, correct_first=correct_first)
     typer.echo(f"{n} samples written to {path} (images in {out}/images)")
 
 

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mgpo.engine import Engine
 from mgpo.errors import MgpoError
 from mgpo.eval import metrics
-from mgpo.eval.docs import find_data_file
+from mgpo.eval.docs import read_local_records
 from mgpo.eval.record import Recorder, read_rows, retryable, row_key
 from mgpo.eval.tasks import DATA_ENV, SHUFFLE_ENV, TASKS_DIR
 from mgpo.infer import DEFAULT_MODEL, build_engine
@@ -98,7 +98,7 @@ def _check(opts: EvalOptions) -> None:
     if opts.limit is not None and opts.limit < 1:
         raise MgpoError(f"--limit must be at least 1, got {opts.limit}")
     if opts.data is not None:
-        find_data_file(opts.data)  # a clear error before any model is loaded
+        read_local_records(opts.data)  # every row readable (labels, options, boxes): one clear line before any model
     trajectories = opts.output_dir / TRAJECTORIES
     if trajectories.exists() and trajectories.stat().st_size and not opts.resume:
         raise MgpoError(

@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image
 
-from mgpo import protocol
+from mgpo import benchmarks, protocol
 from mgpo.answers import extract_answer, is_correct
 from mgpo.eval import docs as D
 from mgpo.eval.metrics import macro_accuracy, mean_percent
@@ -23,40 +23,37 @@ SHUFFLE_ENV = "MGPO_SHUFFLE_OPTIONS"
 TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
 ANSWER_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
-# task family -> (hub path, hub config name, hub split, normaliser)
+# task family -> (hub path, hub config name, hub split); the row schema is detected from the columns
 HUB = {
-    "vstar": ("lmms-lab-encoder/vstar-bench", None, "test", "vstar"),
-    "mmerw": ("yifanzhang114/MME-RealWorld-Lmms-eval", None, "train", "mmerw"),
-    "mmerw_lite": ("yifanzhang114/MME-RealWorld-lite-lmms-eval", None, "train", "mmerw"),
-    "mmerw_cn": ("yifanzhang114/MME-RealWorld-CN-Lmms-eval", None, "train", "mmerw"),
-    "hrbench4k": ("DreamMr/HR-Bench", "hrbench_version_split", "hrbench_4k", "hrbench"),
-    "hrbench8k": ("DreamMr/HR-Bench", "hrbench_version_split", "hrbench_8k", "hrbench"),
+    "vstar": ("lmms-lab-encoder/vstar-bench", None, "test"),
+    "mmerw": ("yifanzhang114/MME-RealWorld-Lmms-eval", None, "train"),
+    "mmerw_lite": ("yifanzhang114/MME-RealWorld-lite-lmms-eval", None, "train"),
+    "mmerw_cn": ("yifanzhang114/MME-RealWorld-CN-Lmms-eval", None, "train"),
+    "hrbench4k": ("DreamMr/HR-Bench", "hrbench_version_split", "hrbench_4k"),
+    "hrbench8k": ("DreamMr/HR-Bench", "hrbench_version_split", "hrbench_8k"),
 }
 
 
 def build_docs(family: str, category: str | None = None):
-    """The normalised docs of a benchmark (local with MGPO_DATA, else the hub), filtered and maybe shuffled."""
+    """The docs of a benchmark (local with MGPO_DATA, else the hub), read by mgpo.benchmarks, filtered, maybe
+    shuffled. A row that cannot be read is one MgpoError naming the row and the column."""
     import datasets
 
-    hub_path, hub_name, hub_split, benchmark = HUB[family]
+    hub_path, hub_name, hub_split = HUB[family]
     seed = os.environ.get(SHUFFLE_ENV)
+    shuffle = (lambda r: benchmarks.shuffle_options(r, int(seed))) if seed not in (None, "") else (lambda r: r)
     local = os.environ.get(DATA_ENV)
     if local:
-        rows, base = D.read_local_rows(local)
-        docs = [D.normalise(r, benchmark, base) for r in rows]
-        if category:
-            docs = [d for d in docs if d["category"] == category]
-        if seed not in (None, ""):
-            docs = [D.shuffle_options(d, int(seed)) for d in docs]
+        records, base = D.read_local_records(local)
+        docs = [D.to_doc(shuffle(r), base) for r in records if not category or r.category == category]
         return datasets.Dataset.from_list(docs)
     hub = datasets.load_dataset(hub_path, hub_name, split=hub_split)
+    schema = benchmarks.detect_schema(hub.column_names, hub_path)
     if category:
         hub = hub.filter(lambda r: r.get("category") == category)
 
-    def one(row: dict[str, Any]) -> dict[str, Any]:
-        doc = D.normalise(row, benchmark)
-        if seed not in (None, ""):
-            doc = D.shuffle_options(doc, int(seed))
+    def one(row: dict[str, Any], index: int) -> dict[str, Any]:
+        doc = D.to_doc(shuffle(benchmarks.read_row(schema, row, index)))
         doc.setdefault("image", None)
         return doc
 
@@ -74,7 +71,7 @@ def build_docs(family: str, category: str | None = None):
         }
     )
     # base64 columns (MME-RealWorld, HR-Bench) are decoded once here into an Image column, then dropped
-    return hub.map(one, remove_columns=hub.column_names, features=features)
+    return hub.map(one, with_indices=True, remove_columns=hub.column_names, features=features)
 
 
 def process_vstar(dataset):
