@@ -24,7 +24,7 @@ from mgpo.errors import MgpoError
 from mgpo.eval import metrics
 from mgpo.eval.docs import read_local_records
 from mgpo.eval.record import Recorder, read_rows, retryable, row_key
-from mgpo.eval.tasks import DATA_ENV, SHUFFLE_ENV, TASKS_DIR
+from mgpo.eval.tasks import DATA_ENV, SHUFFLE_ENV, TASKS_DIR, stock_task_error
 from mgpo.infer import DEFAULT_MODEL, build_engine
 from mgpo.protocol import ProtocolConfig
 
@@ -81,8 +81,7 @@ def _task_manager(opts: EvalOptions):
 
     if not (opts.tasks_dir / "_mgpo_template_yaml").is_file():
         raise MgpoError(f"{opts.tasks_dir}: mgpo task adapters not found; run from an mgpo checkout")
-    builtin = any(not t.startswith("mgpo_") for t in opts.tasks)
-    tm = TaskManager("WARNING", include_path=str(opts.tasks_dir), include_defaults=builtin, model_name="mgpo")
+    tm = TaskManager("WARNING", include_path=str(opts.tasks_dir), include_defaults=False, model_name="mgpo")
     missing = [t for t in opts.tasks if t not in tm.all_tasks]
     if missing:
         ours = ", ".join(sorted(t for t in tm.all_tasks if t.startswith("mgpo_")))
@@ -93,6 +92,9 @@ def _task_manager(opts: EvalOptions):
 def _check(opts: EvalOptions) -> None:
     if not opts.tasks:
         raise MgpoError("no task given; add --task mgpo_vstar (repeatable)")
+    refused = next((m for t in opts.tasks if (m := stock_task_error(t))), None)
+    if refused:
+        raise MgpoError(refused)
     if opts.repeats < 1:
         raise MgpoError(f"--repeats must be at least 1, got {opts.repeats}")
     if opts.limit is not None and opts.limit < 1:

@@ -34,6 +34,30 @@ HUB = {
 }
 
 
+# lmms-eval's own tasks for the same benchmarks: they render the options into the prompt (no choices for turn 2)
+# and their scorers misread \boxed{} answers, so through the mgpo model they would give silently wrong numbers
+STOCK_TASKS = {
+    "vstar_bench": "mgpo_vstar",
+    "vstar_bench_direct_attributes": "mgpo_vstar_attr",
+    "vstar_bench_relative_position": "mgpo_vstar_pos",
+    "mmerealworld": "mgpo_mmerw",
+    "mmerealworld_lite": "mgpo_mmerw_lite",
+    "mmerealworld_cn": "mgpo_mmerw_cn",
+    "hrbench4k": "mgpo_hrbench4k",
+    "hrbench8k": "mgpo_hrbench8k",
+}
+
+
+def stock_task_error(task: str) -> str | None:
+    """One line refusing a task that is not an mgpo_* adapter (and naming the one to use), or None for ours."""
+    if task.startswith("mgpo_"):
+        return None
+    ours = STOCK_TASKS.get(task.removesuffix("_reasoning"))
+    hint = f"use --task {ours}" if ours else "mgpo runs only its own mgpo_* tasks (see tasks/README.md)"
+    return (f"task {task!r} is not an mgpo task: its prompt and scorer do not fit the grounding model (no separate "
+            f"choices, \\boxed{{}} answers misread), so its numbers would be wrong; {hint}")  # fmt: skip
+
+
 def build_docs(family: str, category: str | None = None):
     """The docs of a benchmark (local with MGPO_DATA, else the hub), read by mgpo.benchmarks, filtered, maybe
     shuffled. A row that cannot be read is one MgpoError naming the row and the column."""
