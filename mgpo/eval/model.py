@@ -183,7 +183,7 @@ class MgpoModel(lmms):
             "category": sample.meta.get("category"),
             "prediction": prediction,
             "ground_truth": traj.ground_truth,
-            "correct": bool(traj.correct),
+            "correct": traj.correct,  # None: no ground truth, unscored (not wrong)
             "option_order": sample.meta.get("option_order"),
             "response": response,
             "trajectory": traj.to_dict(),

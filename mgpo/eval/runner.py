@@ -28,7 +28,6 @@ from mgpo.eval.tasks import DATA_ENV, SHUFFLE_ENV, TASKS_DIR, stock_task_error
 from mgpo.infer import DEFAULT_MODEL, build_engine
 from mgpo.protocol import ProtocolConfig
 
-MACRO_TASKS = ("mgpo_mmerw", "mgpo_mmerw_lite", "mgpo_mmerw_cn")
 TRAJECTORIES = "trajectories.jsonl"
 RESULTS = "results.json"
 
@@ -188,7 +187,7 @@ def build_results(
     """results.json: config, per-task metrics (mgpo's and lmms-eval's), the option orders and the ablation."""
     grounded = [r for r in rows if r.get("mode", "grounded") == "grounded"]
     direct = [r for r in rows if r.get("mode") == "direct"]
-    tasks = metrics.summarise(grounded, macro_tasks=MACRO_TASKS)
+    tasks = metrics.summarise(grounded, macro_tasks=metrics.MACRO_TASKS)
     for task, entry in tasks.items():
         entry["lmms_eval"] = lmms_results.get("grounded", {}).get(task, {})
         if direct:

@@ -7,6 +7,7 @@ permutes options per sample reproducibly. Scoring uses mgpo.answers, the extract
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from PIL import Image
 from mgpo import benchmarks, protocol
 from mgpo.answers import extract_answer, is_correct
 from mgpo.eval import docs as D
-from mgpo.eval.metrics import macro_accuracy, mean_percent
+from mgpo.eval.metrics import summarise_scores
 
 DATA_ENV = "MGPO_DATA"
 SHUFFLE_ENV = "MGPO_SHUFFLE_OPTIONS"
@@ -178,11 +179,18 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, Any]:
     return {"accuracy": item, doc["category"]: item}
 
 
+def _pairs(items: list[dict[str, Any]]) -> list[tuple[str, int | None]]:
+    # an item without a ground truth is unscored, not wrong (metrics.summarise_scores)
+    return [(i["category"], i["score"] if i.get("ground_truth") else None) for i in items]
+
+
 def aggregate_accuracy(items: list[dict[str, Any]]) -> float:
-    """Accuracy in percent."""
-    return mean_percent([i["score"] for i in items])
+    """Micro accuracy in percent (the one metrics path results.json and `mgpo compare` use)."""
+    value = summarise_scores(_pairs(items))["overall"]["accuracy"]
+    return math.nan if value is None else value
 
 
 def aggregate_macro(items: list[dict[str, Any]]) -> float:
-    """MME-RealWorld overall: the unweighted mean of the sub-category accuracies, in percent."""
-    return macro_accuracy([(i["category"], i["score"]) for i in items])
+    """MME-RealWorld overall: the macro (unweighted) mean of the sub-category accuracies, in percent."""
+    value = summarise_scores(_pairs(items), macro=True)["overall"]["accuracy"]
+    return math.nan if value is None else value
