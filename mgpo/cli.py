@@ -51,6 +51,17 @@ ApiKeyEnvOpt = Annotated[
     str | None, typer.Option("--api-key-env", help="Environment variable holding the API key (default OPENAI_API_KEY).")
 ]
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", help="Requests in flight for --backend openai.")]
+SamplingOpt = Annotated[
+    str | None,
+    typer.Option("--sampling", help="greedy (default) | paper (reference validation: T=1, top_p=1)."),
+]
+TemperatureOpt = Annotated[
+    float | None, typer.Option("--temperature", help="0 = greedy; >0 samples (seeded per sample).")
+]
+TopPOpt = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling mass (with --temperature > 0).")]
+SeedOpt = Annotated[
+    int | None, typer.Option("--seed", help="Base seed; each sample's seed derives from it (default 0).")
+]
 MaxImagePixOpt = Annotated[
     int | None, typer.Option("--max-image-pixels", help="Refuse larger input images (decompression-bomb guard).")
 ]
@@ -64,6 +75,13 @@ def protocol_config(preset: str = "paper", **options):
         return ProtocolConfig.from_preset(preset, **options)
     except ValueError as exc:
         raise MgpoError(str(exc)) from exc
+
+
+def decoding(preset: str | None, temperature: float | None, top_p: float | None, seed: int | None):
+    """Sampling settings from the CLI (greedy unless asked); the scripted backend ignores them."""
+    from mgpo.sampling import Sampling
+
+    return Sampling.make(preset, temperature, top_p, seed)
 
 
 def backend_options(backend: str, **given) -> dict:
@@ -102,6 +120,10 @@ def infer(
     base_url: BaseUrlOpt = None,
     api_key_env: ApiKeyEnvOpt = None,
     concurrency: ConcurrencyOpt = 8,
+    sampling: SamplingOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    seed: SeedOpt = None,
     save_dir: Annotated[Path | None, typer.Option("--save-dir", help="Write trajectory.json, crops, overlay.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the trajectory JSON.")] = False,
 ) -> None:
@@ -119,6 +141,8 @@ def infer(
     original = load_input(image, max_image_pixels)  # fail on a bad image before loading a model
     options = backend_options(backend, device=device, dtype=dtype, base_url=base_url, api_key_env=api_key_env,
                               concurrency=concurrency)  # fmt: skip
+    if backend != "scripted":
+        options["decoding"] = decoding(sampling, temperature, top_p, seed)
     engine = build_engine(backend, model, cfg, responses, max_image_pixels, **options)
     traj = run_infer(engine, original, question, choice or [], ground_truth)
     traj.image_path = str(image)
@@ -285,6 +309,10 @@ def eval_(
     base_url: BaseUrlOpt = None,
     api_key_env: ApiKeyEnvOpt = None,
     concurrency: ConcurrencyOpt = 8,
+    sampling: SamplingOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    seed: SeedOpt = None,
     show_failures: Annotated[
         int, typer.Option("--show-failures", help="Then show the first N wrong answers (image, boxes, turns).")
     ] = 0,
@@ -302,6 +330,7 @@ def eval_(
         limit=limit, batch_size=batch_size, resume=resume, shuffle_options=shuffle_options, repeats=repeats,
         ablate=ablate, device=device, dtype=dtype, max_image_pixels=max_image_pixels,
         backend_options=backend_options(backend, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency),
+        sampling=decoding(sampling, temperature, top_p, seed),
     )  # fmt: skip
     results = run_eval(opts, err)
     Console().print(results_table(results))

@@ -166,7 +166,9 @@ class Engine:
 
     def _generate(self, live: list[Episode], turn: int) -> list[Generation]:
         cap = self.config.max_new_tokens
-        requests = [Request(ep.messages, ep.index, turn, ep.sample.id, cap) for ep in live]
+        keys = [ep.sample.meta.get("seed_key", ep.sample.id) for ep in live]  # per-sample sampling seeds
+        pairs = zip(live, keys, strict=True)
+        requests = [Request(ep.messages, ep.index, turn, ep.sample.id, cap, key) for ep, key in pairs]
         try:
             generations = self.backend.generate(requests)
             if len(generations) != len(requests):

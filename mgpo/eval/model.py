@@ -24,6 +24,7 @@ from mgpo.eval.tasks import stock_task_error
 from mgpo.grounding import parse_box
 from mgpo.infer import DEFAULT_MODEL, build_engine
 from mgpo.protocol import ProtocolConfig
+from mgpo.sampling import Sampling
 from mgpo.types import Sample, Trajectory
 
 _INT_ARGS = ("max_turns", "min_pixels", "max_pixels", "crop_min_pixels", "crop_max_pixels", "max_new_tokens",
@@ -84,9 +85,17 @@ class MgpoModel(lmms):
         mode: str = "grounded",
         engine: Engine | None = None,
         recorder: Recorder | None = None,
+        sampling: Sampling | None = None,
+        temperature: float | str | None = None,
+        top_p: float | str | None = None,
+        seed: int | str | None = None,
         **options: Any,
     ):
         super().__init__()
+        # model_args text (temperature=1.0,seed=3) or the runner's Sampling; a preset by name: sampling=paper
+        if not isinstance(sampling, Sampling):
+            sampling = Sampling.make(sampling, temperature, top_p, seed)
+        self.sampling = sampling
         protocol_keys = {*_INT_ARGS, "resampling", "box_policy", "coords", "parsing"}
         extra = {k: v for k, v in options.items() if k not in protocol_keys}  # openai / vllm take their own options
         options = {k: v for k, v in options.items() if k in protocol_keys}
@@ -103,6 +112,8 @@ class MgpoModel(lmms):
             backend_options = extra
             if backend == "hf":
                 backend_options = {"device": device or "auto", "dtype": dtype, "batch_size": self.batch_size_per_gpu}
+            if backend != "scripted":
+                backend_options["decoding"] = sampling
             engine = build_engine(backend, str(pretrained), cfg, responses, max_image_pixels, **backend_options)
         if getattr(engine.backend, "name", "") == "scripted" and not getattr(engine.backend, "by_id", True):
             raise MgpoError('under lmms-eval, key scripted responses by sample id: {"id": ..., "turns": [...]}')
@@ -144,6 +155,8 @@ class MgpoModel(lmms):
             except Exception as exc:  # a broken doc is recorded as a failed sample; the run goes on
                 sample = Sample(Image.new("RGB", (1, 1)), str(args[0]), [], doc.get("answer"), sample_id)
                 sample.meta["doc_error"] = f"cannot build sample: {exc}"
+            sample.meta["seed_key"] = f"{task}:{int(doc_id)}:{repeat}"  # the same draw on every run and --resume
+            sample.meta["sampling"] = self.sampling.to_dict()
             pending.append((i, key, sample))
         if self.recorder and self.recorder.on_total:
             self.recorder.on_total(len(pending))

@@ -27,6 +27,7 @@ from mgpo.eval.record import Recorder, read_rows, retryable, row_key
 from mgpo.eval.tasks import DATA_ENV, SHUFFLE_ENV, TASKS_DIR, stock_task_error
 from mgpo.infer import DEFAULT_MODEL, build_engine
 from mgpo.protocol import ProtocolConfig
+from mgpo.sampling import Sampling
 
 TRAJECTORIES = "trajectories.jsonl"
 RESULTS = "results.json"
@@ -53,6 +54,7 @@ class EvalOptions:
     dtype: str = "auto"
     max_image_pixels: int | None = None
     backend_options: dict[str, Any] = field(default_factory=dict)  # e.g. base_url, concurrency for openai
+    sampling: Sampling = field(default_factory=Sampling)  # greedy by default; seeded per (task, doc, repeat, turn)
     tasks_dir: Path = TASKS_DIR
 
 
@@ -125,6 +127,8 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
     with _env(env):
         tm = _task_manager(opts)
         options = dict(opts.backend_options)
+        if opts.backend != "scripted":
+            options["decoding"] = opts.sampling
         if opts.backend == "hf":
             options = {"device": opts.device, "dtype": opts.dtype, "batch_size": opts.batch_size, **options}
         engine = build_engine(opts.backend, opts.model, opts.protocol, opts.responses, opts.max_image_pixels,
@@ -137,6 +141,7 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
         requested: set = set()
         for mode, cfg in modes:
             model = MgpoModel(engine=Engine(engine.backend, cfg, opts.max_image_pixels), recorder=recorder, mode=mode,
+                              sampling=opts.sampling,
                               batch_size=opts.batch_size)  # fmt: skip
             with _progress(console, recorder, mode):
                 res = simple_evaluate(
@@ -194,8 +199,10 @@ def build_results(
             entry["ablation"] = metrics.crop_dependency(
                 [r for r in grounded if r["task"] == task], [r for r in direct if r["task"] == task]
             )
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "protocol"}
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()
+              if k not in ("protocol", "sampling")}  # fmt: skip
     config["protocol"] = opts.protocol.to_dict()
+    config["sampling"] = opts.sampling.to_dict()
     out: dict[str, Any] = {"config": config, "wall_seconds": round(seconds, 2), "tasks": tasks}
     failed = [r for r in rows if retryable(r)]
     out["backend_failures"] = {
