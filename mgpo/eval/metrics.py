@@ -93,7 +93,8 @@ def task_accuracy(rows: list[dict[str, Any]], macro: bool = False) -> dict[str, 
 
 
 def avg_at_k(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Avg@k over repeats: the mean (and spread) of each repeat's accuracy; None with a single repeat."""
+    """Avg@k over repeats: the mean of each repeat's accuracy, its spread and a 95% interval of that mean (meaningful
+    when the repeats sample, e.g. --sampling paper); None with a single repeat."""
     by_rep: dict[int, list[int]] = defaultdict(list)
     for r in rows:
         if r.get("correct") is not None:  # unscored samples count in no repeat's accuracy
@@ -101,7 +102,10 @@ def avg_at_k(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     if len(by_rep) < 2:
         return None
     accs = [mean_percent(v) for _, v in sorted(by_rep.items())]
-    return {"k": len(accs), "avg": round(statistics.fmean(accs), 4), "std": round(statistics.pstdev(accs), 4),
+    avg = statistics.fmean(accs)
+    half = Z95 * statistics.stdev(accs) / math.sqrt(len(accs))  # normal interval of the mean over the k repeats
+    return {"k": len(accs), "avg": round(avg, 4), "std": round(statistics.pstdev(accs), 4),
+            "ci95": [round(avg - half, 2), round(avg + half, 2)],
             "per_repeat": [round(a, 4) for a in accs]}  # fmt: skip
 
 

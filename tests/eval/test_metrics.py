@@ -51,6 +51,7 @@ def test_avg_at_k_and_crop_dependency() -> None:
     rows = [_row(i, i < 2, repeat=0) for i in range(4)] + [_row(i, i < 3, repeat=1) for i in range(4)]
     k = M.avg_at_k(rows)
     assert k["k"] == 2 and k["avg"] == pytest.approx(62.5)
+    assert k["ci95"] == pytest.approx([62.5 - 1.96 * 17.678 / 2**0.5, 62.5 + 1.96 * 17.678 / 2**0.5], abs=0.02)
     grounded = [_row(i, i < 3) for i in range(4)]
     direct = [_row(i, i in (0, 3)) for i in range(4)]
     dep = M.crop_dependency(grounded, direct)
