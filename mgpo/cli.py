@@ -61,6 +61,17 @@ ApiKeyEnvOpt = Annotated[
     str | None, typer.Option("--api-key-env", help="Environment variable holding the API key (default OPENAI_API_KEY).")
 ]
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", help="Requests in flight for --backend openai.")]
+SamplingOpt = Annotated[
+    str | None,
+    typer.Option("--sampling", help="greedy (default) | paper (reference validation: T=1, top_p=1)."),
+]
+TemperatureOpt = Annotated[
+    float | None, typer.Option("--temperature", help="0 = greedy; >0 samples (seeded per sample).")
+]
+TopPOpt = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling mass (with --temperature > 0).")]
+SeedOpt = Annotated[
+    int | None, typer.Option("--seed", help="Base seed; each sample's seed derives from it (default 0).")
+]
 MaxImagePixOpt = Annotated[
     int | None, typer.Option("--max-image-pixels", help="Refuse larger input images (decompression-bomb guard).")
 ]
@@ -74,6 +85,13 @@ def protocol_config(preset: str = "paper", **options):
         return ProtocolConfig.from_preset(preset, **options)
     except ValueError as exc:
         raise MgpoError(str(exc)) from exc
+
+
+def decoding(preset: str | None, temperature: float | None, top_p: float | None, seed: int | None):
+    """Sampling settings from the CLI (greedy unless asked); the scripted backend ignores them."""
+    from mgpo.sampling import Sampling
+
+    return Sampling.make(preset, temperature, top_p, seed)
 
 
 def backend_options(backend: str, **given) -> dict:
@@ -115,6 +133,10 @@ def infer(
     base_url: BaseUrlOpt = None,
     api_key_env: ApiKeyEnvOpt = None,
     concurrency: ConcurrencyOpt = 8,
+    sampling: SamplingOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    seed: SeedOpt = None,
     save_dir: Annotated[Path | None, typer.Option("--save-dir", help="Write trajectory.json, crops, overlay.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the trajectory JSON.")] = False,
 ) -> None:
@@ -133,6 +155,8 @@ def infer(
     original = load_input(image, max_image_pixels, cfg.image_mode)  # fail on a bad image before loading a model
     options = backend_options(backend, device=device, dtype=dtype, base_url=base_url, api_key_env=api_key_env,
                               concurrency=concurrency)  # fmt: skip
+    if backend != "scripted":
+        options["decoding"] = decoding(sampling, temperature, top_p, seed)
     engine = build_engine(backend, model, cfg, responses, max_image_pixels, **options)
     traj = run_infer(engine, original, question, choice or [], ground_truth)
     traj.image_path = str(image)
@@ -317,6 +341,10 @@ def eval_(
     base_url: BaseUrlOpt = None,
     api_key_env: ApiKeyEnvOpt = None,
     concurrency: ConcurrencyOpt = 8,
+    sampling: SamplingOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    seed: SeedOpt = None,
     show_failures: Annotated[
         int, typer.Option("--show-failures", help="Then show the first N wrong answers (image, boxes, turns).")
     ] = 0,
@@ -335,6 +363,7 @@ def eval_(
         limit=limit, batch_size=batch_size, resume=resume, shuffle_options=shuffle_options, repeats=repeats,
         ablate=ablate, device=device, dtype=dtype, max_image_pixels=max_image_pixels,
         backend_options=backend_options(backend, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency),
+        sampling=decoding(sampling, temperature, top_p, seed),
     )  # fmt: skip
     results = run_eval(opts, err)
     Console().print(results_table(results))
@@ -364,11 +393,14 @@ def data_synth(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the dataset into.")],
     n: Annotated[int, typer.Option("--n", help="Number of samples.")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    correct_first: Annotated[
+        bool, typer.Option("--correct-first", help="V*'s convention: the correct option is always (A).")
+    ] = False,
 ) -> None:
     """Write a synthetic V*-schema benchmark: large images with small targets, and ground-truth boxes."""
     from mgpo.eval.synth import write_synth
 
-    path = write_synth(out, n=n, seed=seed)
+    path = write_synth(out, n=n, seed=seed, correct_first=correct_first)
     typer.echo(f"{n} samples written to {path} (images in {out}/images)")
 
 

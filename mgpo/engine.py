@@ -174,7 +174,11 @@ class Engine:
         return ep
 
     def _generate(self, live: list[Episode], turn: int) -> list[Generation]:
-        requests = [Request(ep.messages, ep.index, turn, ep.sample.id, self._turn_budget(ep)) for ep in live]
+        keys = [ep.sample.meta.get("seed_key", ep.sample.id) for ep in live]  # per-sample sampling seeds
+        requests = [
+            Request(ep.messages, ep.index, turn, ep.sample.id, self._turn_budget(ep), key)
+            for ep, key in zip(live, keys, strict=True)
+        ]
         try:
             generations = self.backend.generate(requests)
             if len(generations) != len(requests):

@@ -17,6 +17,7 @@ class Request:
     turn: int  # 0-based assistant turn being generated
     sample_id: str | None = None
     max_new_tokens: int | None = None
+    seed_key: str | None = None  # whose draw this is (eval: task:doc:repeat), for per-sample sampling seeds
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any
 
 from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
 from mgpo.errors import ModelLoadError
+from mgpo.sampling import Sampling, per_row_sampler
 
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
 
@@ -109,6 +110,7 @@ class HFBackend:
         processor_min_pixels: int = 3136,
         processor_max_pixels: int = 12_845_056,
         sampling: dict[str, Any] | None = None,
+        decoding: Sampling | None = None,
         vision_cache_mb: float = 1024,
     ):
         import torch
@@ -120,6 +122,7 @@ class HFBackend:
         from mgpo.backends.options import options_dict
 
         self.sampling = options_dict(sampling, "sampling")
+        self.decoding = decoding or Sampling()
         self.processor = load_processor(model_id, processor_min_pixels, processor_max_pixels)
         kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype, self.device)}
         kwargs["attn_implementation"] = attn_implementation or default_attention(self.device, kwargs["dtype"])
@@ -211,6 +214,12 @@ class HFBackend:
             "suppress_tokens": self.suppress,
             "pad_token_id": self.pad_id,
         }
+        if not self.decoding.greedy:  # seeded per row: a sample's tokens do not depend on its batch-mates
+            from transformers import LogitsProcessorList
+
+            seeds = [self.decoding.seed_for(r.seed_key, r.turn) for r in batch]
+            sampler = per_row_sampler(seeds, self.decoding.temperature, self.decoding.top_p, self.device)
+            gen_kwargs["logits_processor"] = LogitsProcessorList([sampler])
         gen_kwargs.update(self.sampling)
         self._batch_images = [p["image"] for m in (m for c in conversations for m in c) for p in _parts(m)
                               if p["type"] == "image"]  # fmt: skip

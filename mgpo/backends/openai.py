@@ -38,6 +38,7 @@ from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
 from mgpo.backends.frames import IdentityCache, to_model_frame
 from mgpo.backends.options import options_dict
 from mgpo.errors import MgpoError
+from mgpo.sampling import Sampling
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 # generic harness options (lmms-eval passes them to every model) that mean nothing for a remote server
@@ -70,6 +71,7 @@ class OpenAIBackend:
         backoff: float | str = 1.0,
         max_new_tokens: int | str | None = None,
         sampling: dict[str, Any] | None = None,
+        decoding: Sampling | None = None,
         processor_min_pixels: int = 3136,
         processor_max_pixels: int = 12_845_056,
         check: bool | str = True,
@@ -90,6 +92,7 @@ class OpenAIBackend:
         self.backoff = float(backoff)
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens not in (None, "", "none", "None") else None
         self.sampling = options_dict(sampling, "sampling")
+        self.decoding = decoding or Sampling()
         self.frame_limits = (int(processor_min_pixels), int(processor_max_pixels))
         headers = {"Content-Type": "application/json"}
         key = _api_key(api_key_env)
@@ -162,6 +165,9 @@ class OpenAIBackend:
         cap = request.max_new_tokens or self.max_new_tokens
         if cap:  # none given: the server's default, i.e. the checkpoint's generation config
             body["max_tokens"] = int(cap)
+        if not self.decoding.greedy:  # the server seeds each request: per sample and turn, reproducible
+            d = self.decoding
+            body.update(temperature=d.temperature, top_p=d.top_p, seed=d.seed_for(request.seed_key, request.turn))
         body.update(self.sampling)
         return body
 

@@ -18,6 +18,7 @@ from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
 from mgpo.backends.frames import IdentityCache, to_model_frame
 from mgpo.backends.options import options_dict
 from mgpo.errors import MgpoError, ModelLoadError
+from mgpo.sampling import Sampling
 
 MISSING = "vLLM is not installed; pip install 'mgpo[vllm]' on a CUDA machine"
 
@@ -88,6 +89,7 @@ class VLLMBackend:
         max_images: int | str = 2,
         max_new_tokens: int | str | None = None,
         sampling: dict[str, Any] | None = None,
+        decoding: Sampling | None = None,
         seed: int | str = 0,
         processor_min_pixels: int = 3136,
         processor_max_pixels: int = 12_845_056,
@@ -108,6 +110,7 @@ class VLLMBackend:
         self.processor = load_processor(model_id, *self.limits)  # chat template, same as the hf backend
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens else _generation_cap(model_id)
         self.sampling = options_dict(sampling, "sampling")
+        self.decoding = decoding or Sampling()
         self._frames = IdentityCache()
         self._vllm = vllm
         kwargs = llm_kwargs(
@@ -135,6 +138,9 @@ class VLLMBackend:
             "repetition_penalty": 1.0,
             "skip_special_tokens": True,
         }
+        if not self.decoding.greedy:  # SamplingParams(seed=...): a per-request generator in vLLM
+            d = self.decoding
+            params.update(temperature=d.temperature, top_p=d.top_p, seed=d.seed_for(request.seed_key, request.turn))
         params.update(self.sampling)
         return self._vllm.SamplingParams(**params)
 

@@ -1,5 +1,8 @@
 """`mgpo compare RUN_DIR...`: per-category accuracy across runs, deltas against the first run, and an exact McNemar
-test on the samples each run shares with the first (paired by task, doc id and repeat)."""
+test on the samples each run shares with the first (paired by task and doc id).
+
+Accuracies come from mgpo.eval.metrics.task_accuracy, the function results.json uses: the first repeat only (repeats
+are never pooled), unscored samples left out, and MME-RealWorld's overall the paper's macro mean."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mgpo.errors import MgpoError
+from mgpo.eval.metrics import MACRO_TASKS, task_accuracy
 from mgpo.eval.record import read_rows
 
 TRAJECTORIES = "trajectories.jsonl"
@@ -51,7 +55,7 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
                 "category": r.get("category") or "-",
                 "doc_id": int(r["doc_id"]),
                 "repeat": int(r.get("repeat", 0)),
-                "correct": int(bool(r.get("correct"))),
+                "correct": None if r.get("correct") is None else int(bool(r["correct"])),
             }
             for r in rows
         ]
@@ -67,18 +71,24 @@ def compare_runs(run_dirs: list[str | Path]) -> Comparison:
     frames = {name: load_run(d) for name, d in zip(names, run_dirs, strict=True)}
     columns = {}
     for name, f in frames.items():
-        per_cat = f.groupby(["task", "category"])["correct"].mean() * 100
-        overall = f.groupby("task")["correct"].mean() * 100
-        overall.index = pd.MultiIndex.from_tuples([(t, "overall") for t in overall.index], names=["task", "category"])
-        columns[name] = pd.concat([overall, per_cat])
+        values: dict[tuple[str, str], float] = {}
+        first = f[f["repeat"] == 0]
+        for task, group in first.groupby("task"):
+            pairs = zip(group.category, group.correct, strict=True)
+            rows = [{"category": c, "correct": None if pd.isna(v) else v} for c, v in pairs]
+            acc = task_accuracy(rows, macro=task in MACRO_TASKS)
+            values[(task, "overall")] = acc["overall"]["accuracy"]
+            values.update({(task, c): a["accuracy"] for c, a in acc["categories"].items()})
+        columns[name] = pd.Series(values, dtype=float)
     table = pd.DataFrame(columns).round(2)
     table = table.loc[sorted(table.index, key=lambda k: (k[0], k[1] != "overall", k[1]))]  # overall first per task
     base = names[0]
     deltas = table[names[1:]].sub(table[base], axis=0).round(2)
     tests = []
     key = ["task", "doc_id", "repeat"]
+    scored = {n: f[(f["repeat"] == 0) & f["correct"].notna()] for n, f in frames.items()}  # as the accuracies
     for name in names[1:]:
-        merged = frames[base].merge(frames[name], on=key, suffixes=("_a", "_b"))  # shared samples only
+        merged = scored[base].merge(scored[name], on=key, suffixes=("_a", "_b"))  # shared samples only
         for task, group in merged.groupby("task"):
             b = int(((group.correct_a == 1) & (group.correct_b == 0)).sum())
             c = int(((group.correct_a == 0) & (group.correct_b == 1)).sum())

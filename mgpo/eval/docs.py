@@ -1,110 +1,24 @@
-"""Benchmark rows in one normalised shape, from the hub datasets or from local files (parquet / JSONL / folder).
+"""Benchmark rows as lmms-eval docs, from the hub datasets or from local files (parquet / JSONL / folder).
 
-A normalised doc has: ``question_id``, ``question`` (no options), ``options`` (option texts), ``answer`` (letter),
-``category``, ``gt_boxes`` (original-pixel [x1, y1, x2, y2] boxes, maybe empty), ``option_order`` (for each shown
-option, its index in the source), ``image_path`` (a file, or '' when the image is in memory) and, for hub data, an
-``image`` column. Both the lmms-eval tasks and the mgpo model read this shape; nothing here runs a model.
+Rows are read by mgpo.benchmarks (the one reader eval and train share); this module only turns a Record into the
+doc shape lmms-eval carries: ``question_id``, ``question`` (no options), ``options`` (option texts), ``answer``
+(letter), ``category``, ``gt_boxes`` (original-pixel [x1, y1, x2, y2] boxes, maybe empty), ``option_order`` (for
+each shown option, its index in the source), ``image_path`` (a file, or '' when the image is in memory) and, for hub
+data, an ``image`` column. Both the lmms-eval tasks and the mgpo model read this shape; nothing here runs a model.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import random
-import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from mgpo.answers import LETTERS
+from mgpo import benchmarks
+from mgpo.benchmarks import Record
 from mgpo.errors import MgpoError
-
-VSTAR_OPTION = re.compile(r"\(([A-E])\)\s*([^()]+?)(?=\s*\([A-E]\)|$)", re.DOTALL)
-VSTAR_INSTRUCTION = "Answer with the option's letter from the given choices directly."
-
-
-def _boxes(value: Any) -> list[list[float]]:
-    """Ground-truth boxes as a list of [x1, y1, x2, y2]; accepts one box or a list of them."""
-    if value is None:
-        return []
-    items = list(value)
-    if not items:
-        return []
-    if all(isinstance(v, int | float) for v in items):
-        items = [items]
-    out = []
-    for box in items:
-        box = [float(v) for v in box]
-        if len(box) == 4:
-            out.append(box)
-    return out
-
-
-def _letter(value: Any) -> str:
-    return str(value).strip().strip("()").upper()
-
-
-def split_vstar_text(text: str) -> tuple[str, list[str]]:
-    """V*'s 'question (A) x (B) y' text into the question and the option texts."""
-    text = text.replace(VSTAR_INSTRUCTION, "").strip()
-    first = re.search(r"\([A-E]\)", text)
-    if not first:
-        return text, []
-    question = text[: first.start()].strip()
-    return question, [m.group(2).strip() for m in VSTAR_OPTION.finditer(text[first.start() :])]
-
-
-def vstar_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A V* Bench row (hub, upstream JSONL, or mgpo's synthetic data) in the normalised shape."""
-    if row.get("options") is not None and row.get("question"):
-        question, options = str(row["question"]), [str(o) for o in row["options"]]
-    else:
-        question, options = split_vstar_text(str(row.get("text", "")))
-    return {
-        "question_id": str(row.get("question_id", row.get("id", ""))),
-        "question": question,
-        "options": options,
-        "answer": _letter(row.get("label", row.get("answer", ""))),
-        "category": str(row.get("category", "")),
-        "gt_boxes": _boxes(row.get("bbox", row.get("gt_boxes"))),
-    }
-
-
-def mmerw_row(row: dict[str, Any]) -> dict[str, Any]:
-    """An MME-RealWorld row: options '(A) text', category 'Perception/<Subtask>' kept as the sub-category key."""
-    options = [re.sub(r"^\s*[（(]\s*[A-E]\s*[)）]\s*", "", str(o)).strip() for o in row.get("multi-choice options", [])]
-    category = str(row.get("category", ""))
-    task = "Perception" if "perception" in category.lower() else "Reasoning"
-    return {
-        "question_id": str(row.get("index", row.get("question_id", ""))),
-        "question": str(row.get("question", "")).strip(),
-        "options": options,
-        "answer": _letter(row.get("answer", "")),
-        "category": f"{task}/{category.split('/')[-1]}",
-        "gt_boxes": _boxes(row.get("gt_boxes")),
-    }
-
-
-def hrbench_row(row: dict[str, Any]) -> dict[str, Any]:
-    """An HR-Bench row: options in columns A-D, category single | cross."""
-    options = [str(row[k]) for k in "ABCD" if row.get(k) is not None and str(row[k]) != "nan"]
-    return {
-        "question_id": str(row.get("index", row.get("question_id", ""))),
-        "question": str(row.get("question", "")).strip(),
-        "options": options,
-        "answer": _letter(row.get("answer", "")),
-        "category": str(row.get("category", "")),
-        "gt_boxes": _boxes(row.get("gt_boxes")),
-    }
-
-
-NORMALISERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "vstar": vstar_row,
-    "mmerw": mmerw_row,
-    "hrbench": hrbench_row,
-}
 
 
 def decode_image(value: Any, base_dir: Path | None = None) -> Image.Image | str | None:
@@ -132,18 +46,10 @@ def decode_image(value: Any, base_dir: Path | None = None) -> Image.Image | str 
 
 def shuffle_options(doc: dict[str, Any], seed: int) -> dict[str, Any]:
     """Permute a doc's options reproducibly (per seed and question id) and remap its answer letter."""
-    n = len(doc["options"])
-    if n < 2:
-        return doc
-    order = list(range(n))
-    random.Random(f"{seed}:{doc['question_id']}").shuffle(order)
-    old = LETTERS.index(doc["answer"]) if doc["answer"] in LETTERS[:n] else None
-    return {
-        **doc,
-        "options": [doc["options"][i] for i in order],
-        "answer": LETTERS[order.index(old)] if old is not None else doc["answer"],
-        "option_order": [doc["option_order"][i] for i in order],
-    }
+    record = Record(doc["question_id"], doc.get("question", ""), list(doc["options"]),
+                    doc["answer"], option_order=list(doc["option_order"]))  # fmt: skip
+    out = benchmarks.shuffle_options(record, seed)
+    return {**doc, "options": out.choices, "answer": out.answer, "option_order": out.option_order}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -201,13 +107,27 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def normalise(row: dict[str, Any], benchmark: str, base_dir: Path | None = None) -> dict[str, Any]:
-    """One row in the normalised shape; the image becomes ``image_path`` (a file) or stays in ``image``."""
-    doc = NORMALISERS[benchmark](row)
-    doc["option_order"] = list(range(len(doc["options"])))
-    raw = row.get("image", row.get("bytes", row.get("image_path")))
-    image = decode_image(raw, base_dir)
+def to_doc(record: Record, base_dir: Path | None = None) -> dict[str, Any]:
+    """A Record as a doc; its image becomes ``image_path`` (a file) or stays in memory under ``image``."""
+    doc: dict[str, Any] = {
+        "question_id": record.id,
+        "question": record.question,
+        "options": list(record.choices),
+        "answer": record.answer,
+        "category": record.category,
+        "gt_boxes": [list(b) for b in record.gt_boxes],
+        "option_order": list(record.option_order),
+    }
+    image = decode_image(record.image, base_dir)
     doc["image_path"] = image if isinstance(image, str) else ""
     if isinstance(image, Image.Image):
         doc["image"] = image
     return doc
+
+
+def read_local_records(path: str | Path) -> tuple[list[Record], Path]:
+    """The Records of a local data file (schema detected from its columns) and its folder; MgpoError if unreadable."""
+    rows, base = read_local_rows(path)
+    name = str(find_data_file(path))
+    columns = sorted({k for r in rows for k in r})
+    return benchmarks.read_rows(benchmarks.detect_schema(columns, name), rows, name), base

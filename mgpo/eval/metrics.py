@@ -47,35 +47,65 @@ def macro_accuracy(pairs: Iterable[tuple[str, int]]) -> float:
     return statistics.fmean(mean_percent(v) for v in groups.values()) if groups else math.nan
 
 
+MACRO_TASKS = ("mgpo_mmerw", "mgpo_mmerw_lite", "mgpo_mmerw_cn")  # overall = the paper's unweighted macro mean
+
+
 def _score(row: dict[str, Any]) -> int:
     return int(bool(row.get("correct")))
 
 
-def task_accuracy(rows: list[dict[str, Any]], macro: bool = False) -> dict[str, Any]:
-    """Overall and per-category accuracy; with macro, 'overall' is the unweighted mean of categories (MME-RW)."""
+def summarise_scores(pairs: Iterable[tuple[str | None, bool | int | None]], macro: bool = False) -> dict[str, Any]:
+    """THE accuracy of a task, from (category, correct) pairs; results.json, `mgpo compare` and the lmms-eval
+    aggregates all come from here.
+
+    ``correct=None`` (a sample with no ground truth) is unscored: left out of every accuracy and counted under
+    ``unscored``. ``overall`` is the micro mean (every sample weighs the same) unless ``macro``, where it is the
+    unweighted mean of the category accuracies (MME-RealWorld's paper number) and ``micro`` holds the micro mean.
+    Each accuracy says which kind it is under ``kind``.
+    """
+    scored: list[tuple[str, int]] = []
+    unscored = 0
+    for category, correct in pairs:
+        if correct is None:
+            unscored += 1
+        else:
+            scored.append((category or "uncategorised", int(bool(correct))))
     by_cat: dict[str, list[int]] = defaultdict(list)
-    for r in rows:
-        by_cat[r.get("category") or "uncategorised"].append(_score(r))
-    out = {
-        "overall": accuracy([_score(r) for r in rows]),
+    for category, s in scored:
+        by_cat[category].append(s)
+    micro = {**accuracy([s for _, s in scored]), "kind": "micro"}
+    out: dict[str, Any] = {
+        "overall": micro,
         "categories": {c: accuracy(v) for c, v in sorted(by_cat.items())},
+        "unscored": unscored,
     }
     if macro:
-        out["micro"] = out["overall"]
-        out["overall"] = {"accuracy": round(macro_accuracy((r.get("category") or "", _score(r)) for r in rows), 4),
-                          "n": len(rows), "kind": "unweighted mean of sub-categories"}  # fmt: skip
+        value = macro_accuracy(scored)
+        out["micro"] = micro
+        out["overall"] = {"accuracy": None if math.isnan(value) else round(value, 4), "n": len(scored),
+                          "kind": "macro: unweighted mean of sub-categories"}  # fmt: skip
     return out
 
 
+def task_accuracy(rows: list[dict[str, Any]], macro: bool = False) -> dict[str, Any]:
+    """Overall and per-category accuracy of trajectory rows (see summarise_scores)."""
+    return summarise_scores(((r.get("category"), r.get("correct")) for r in rows), macro=macro)
+
+
 def avg_at_k(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Avg@k over repeats: the mean (and spread) of each repeat's accuracy; None with a single repeat."""
+    """Avg@k over repeats: the mean of each repeat's accuracy, its spread and a 95% interval of that mean (meaningful
+    when the repeats sample, e.g. --sampling paper); None with a single repeat."""
     by_rep: dict[int, list[int]] = defaultdict(list)
     for r in rows:
-        by_rep[int(r.get("repeat", 0))].append(_score(r))
+        if r.get("correct") is not None:  # unscored samples count in no repeat's accuracy
+            by_rep[int(r.get("repeat", 0))].append(_score(r))
     if len(by_rep) < 2:
         return None
     accs = [mean_percent(v) for _, v in sorted(by_rep.items())]
-    return {"k": len(accs), "avg": round(statistics.fmean(accs), 4), "std": round(statistics.pstdev(accs), 4),
+    avg = statistics.fmean(accs)
+    half = Z95 * statistics.stdev(accs) / math.sqrt(len(accs))  # normal interval of the mean over the k repeats
+    return {"k": len(accs), "avg": round(avg, 4), "std": round(statistics.pstdev(accs), 4),
+            "ci95": [round(avg - half, 2), round(avg + half, 2)],
             "per_repeat": [round(a, 4) for a in accs]}  # fmt: skip
 
 

@@ -3,7 +3,8 @@
 lmms-eval hands over all requests of a task at once; they are run in chunks of ``batch_size`` samples (one backend
 call per turn per chunk), and each finished sample is recorded at once (see mgpo.eval.record), so a killed run
 resumes where it stopped. mgpo_* task docs carry the question and options separately, as the protocol needs
-(choices only in turn 2); docs of other tasks (built-in ``vstar_bench``, ...) are run from their rendered prompt.
+(choices only in turn 2). Requests from other tasks (lmms-eval's own ``vstar_bench``, ...) are refused with one line
+naming the matching mgpo_* task: their prompt carries the options and their scorers misread \\boxed{} answers.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from PIL import Image
 from mgpo.engine import Engine
 from mgpo.errors import MgpoError
 from mgpo.eval.record import Recorder
+from mgpo.eval.tasks import stock_task_error
 from mgpo.infer import DEFAULT_MODEL, build_engine
 from mgpo.protocol import ProtocolConfig
+from mgpo.sampling import Sampling
 from mgpo.scoring import Score, ScoredResponse
 from mgpo.types import Sample, Trajectory
 
@@ -48,28 +51,14 @@ def union_box(boxes: list[list[float]]) -> list[float] | None:
 
 
 def doc_sample(doc: dict[str, Any], request_args: tuple, sample_id: str) -> Sample:
-    """A Sample from an mgpo_* doc (question and options apart), else from the task's rendered prompt."""
+    """A Sample from an mgpo_* doc (question and options apart)."""
     if {"question", "options", "answer", "image_path"} <= set(doc):
         image = doc.get("image")
         image = image if isinstance(image, Image.Image) else doc["image_path"]
         boxes = [list(b) for b in doc.get("gt_boxes") or []]
         meta = {"category": doc.get("category"), "gt_boxes": boxes, "option_order": list(doc.get("option_order") or [])}
         return Sample(image, doc["question"], list(doc["options"]), doc["answer"], sample_id, union_box(boxes), meta)
-    ctx = request_args[0]
-    if callable(request_args[1]):  # chat request: (ctx, doc_to_messages, gen_kwargs, doc_id, task, split)
-        images, texts = [], []
-        for message in request_args[1](doc):
-            for part in message.get("content", []):
-                if part.get("type") == "image":
-                    images.append(part.get("url", part.get("image")))
-                elif part.get("type") == "text":
-                    texts.append(part["text"])
-        text = "\n".join(texts) or str(ctx)
-    else:  # simple request: (ctx, gen_kwargs, doc_to_visual, doc_id, task, split)
-        images, text = list(request_args[2](doc)), str(ctx)
-    if not images:
-        raise MgpoError("this task gives no image; the mgpo model needs one image per question")
-    return Sample(images[0], text, [], None, sample_id, None, {})
+    raise MgpoError("this doc is not an mgpo_* task doc (question, options, answer, image_path)")
 
 
 class MgpoModel(lmms):
@@ -93,9 +82,17 @@ class MgpoModel(lmms):
         mode: str = "grounded",
         engine: Engine | None = None,
         recorder: Recorder | None = None,
+        sampling: Sampling | None = None,
+        temperature: float | str | None = None,
+        top_p: float | str | None = None,
+        seed: int | str | None = None,
         **options: Any,
     ):
         super().__init__()
+        # model_args text (temperature=1.0,seed=3) or the runner's Sampling; a preset by name: sampling=paper
+        if not isinstance(sampling, Sampling):
+            sampling = Sampling.make(sampling, temperature, top_p, seed)
+        self.sampling = sampling
         protocol_keys = {*_INT_ARGS, "resampling", "box_policy", "coords", "parsing", "scoring", "image_mode"}
         extra = {k: v for k, v in options.items() if k not in protocol_keys}  # openai / vllm take their own options
         options = {k: v for k, v in options.items() if k in protocol_keys}
@@ -112,6 +109,8 @@ class MgpoModel(lmms):
             backend_options = extra
             if backend == "hf":
                 backend_options = {"device": device or "auto", "dtype": dtype, "batch_size": self.batch_size_per_gpu}
+            if backend != "scripted":
+                backend_options["decoding"] = sampling
             engine = build_engine(backend, str(pretrained), cfg, responses, max_image_pixels, **backend_options)
         if getattr(engine.backend, "name", "") == "scripted" and not getattr(engine.backend, "by_id", True):
             raise MgpoError('under lmms-eval, key scripted responses by sample id: {"id": ..., "turns": [...]}')
@@ -132,6 +131,9 @@ class MgpoModel(lmms):
         results: list[str | None] = [None] * len(requests)
         seen: Counter[tuple[str, int]] = Counter()
         pending: list[tuple[int, dict[str, Any], Sample]] = []
+        refused = next((m for r in requests if (m := stock_task_error(r.args[-2]))), None)
+        if refused:  # before any generation: a stock task's numbers would be silently wrong
+            raise MgpoError(refused)
         for i, req in enumerate(requests):
             args = req.args
             doc_id, task, split = args[-3], args[-2], args[-1]
@@ -150,6 +152,8 @@ class MgpoModel(lmms):
             except Exception as exc:  # a broken doc is recorded as a failed sample; the run goes on
                 sample = Sample(Image.new("RGB", (1, 1)), str(args[0]), [], doc.get("answer"), sample_id)
                 sample.meta["doc_error"] = f"cannot build sample: {exc}"
+            sample.meta["seed_key"] = f"{task}:{int(doc_id)}:{repeat}"  # the same draw on every run and --resume
+            sample.meta["sampling"] = self.sampling.to_dict()
             pending.append((i, key, sample))
         if self.recorder and self.recorder.on_total:
             self.recorder.on_total(len(pending))
@@ -189,7 +193,7 @@ class MgpoModel(lmms):
             "category": sample.meta.get("category"),
             "prediction": prediction,
             "ground_truth": traj.ground_truth,
-            "correct": bool(traj.correct),
+            "correct": traj.correct,  # None: no ground truth, unscored (not wrong)
             "option_order": sample.meta.get("option_order"),
             "response": response,
             "trajectory": traj.to_dict(),

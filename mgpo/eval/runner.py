@@ -22,13 +22,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mgpo.engine import Engine
 from mgpo.errors import MgpoError
 from mgpo.eval import metrics
-from mgpo.eval.docs import find_data_file
+from mgpo.eval.docs import read_local_records
 from mgpo.eval.record import Recorder, read_rows, retryable, row_key
-from mgpo.eval.tasks import DATA_ENV, SHUFFLE_ENV, TASKS_DIR
+from mgpo.eval.tasks import DATA_ENV, SHUFFLE_ENV, TASKS_DIR, stock_task_error
 from mgpo.infer import DEFAULT_MODEL, build_engine
 from mgpo.protocol import ProtocolConfig
+from mgpo.sampling import Sampling
 
-MACRO_TASKS = ("mgpo_mmerw", "mgpo_mmerw_lite", "mgpo_mmerw_cn")
 TRAJECTORIES = "trajectories.jsonl"
 RESULTS = "results.json"
 
@@ -54,6 +54,7 @@ class EvalOptions:
     dtype: str = "auto"
     max_image_pixels: int | None = None
     backend_options: dict[str, Any] = field(default_factory=dict)  # e.g. base_url, concurrency for openai
+    sampling: Sampling = field(default_factory=Sampling)  # greedy by default; seeded per (task, doc, repeat, turn)
     tasks_dir: Path = TASKS_DIR
 
 
@@ -81,8 +82,7 @@ def _task_manager(opts: EvalOptions):
 
     if not (opts.tasks_dir / "_mgpo_template_yaml").is_file():
         raise MgpoError(f"{opts.tasks_dir}: mgpo task adapters not found; reinstall mgpo (`pip install .`)")
-    builtin = any(not t.startswith("mgpo_") for t in opts.tasks)
-    tm = TaskManager("WARNING", include_path=str(opts.tasks_dir), include_defaults=builtin, model_name="mgpo")
+    tm = TaskManager("WARNING", include_path=str(opts.tasks_dir), include_defaults=False, model_name="mgpo")
     missing = [t for t in opts.tasks if t not in tm.all_tasks]
     if missing:
         ours = ", ".join(sorted(t for t in tm.all_tasks if t.startswith("mgpo_")))
@@ -93,12 +93,15 @@ def _task_manager(opts: EvalOptions):
 def _check(opts: EvalOptions) -> None:
     if not opts.tasks:
         raise MgpoError("no task given; add --task mgpo_vstar (repeatable)")
+    refused = next((m for t in opts.tasks if (m := stock_task_error(t))), None)
+    if refused:
+        raise MgpoError(refused)
     if opts.repeats < 1:
         raise MgpoError(f"--repeats must be at least 1, got {opts.repeats}")
     if opts.limit is not None and opts.limit < 1:
         raise MgpoError(f"--limit must be at least 1, got {opts.limit}")
     if opts.data is not None:
-        find_data_file(opts.data)  # a clear error before any model is loaded
+        read_local_records(opts.data)  # every row readable (labels, options, boxes): one clear line before any model
     trajectories = opts.output_dir / TRAJECTORIES
     if trajectories.exists() and trajectories.stat().st_size and not opts.resume:
         raise MgpoError(
@@ -124,6 +127,8 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
     with _env(env):
         tm = _task_manager(opts)
         options = dict(opts.backend_options)
+        if opts.backend != "scripted":
+            options["decoding"] = opts.sampling
         if opts.backend == "hf":
             options = {"device": opts.device, "dtype": opts.dtype, "batch_size": opts.batch_size, **options}
         engine = build_engine(opts.backend, opts.model, opts.protocol, opts.responses, opts.max_image_pixels,
@@ -136,6 +141,7 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
         requested: set = set()
         for mode, cfg in modes:
             model = MgpoModel(engine=Engine(engine.backend, cfg, opts.max_image_pixels), recorder=recorder, mode=mode,
+                              sampling=opts.sampling,
                               batch_size=opts.batch_size)  # fmt: skip
             with _progress(console, recorder, mode):
                 res = simple_evaluate(
@@ -186,15 +192,17 @@ def build_results(
     """results.json: config, per-task metrics (mgpo's and lmms-eval's), the option orders and the ablation."""
     grounded = [r for r in rows if r.get("mode", "grounded") == "grounded"]
     direct = [r for r in rows if r.get("mode") == "direct"]
-    tasks = metrics.summarise(grounded, macro_tasks=MACRO_TASKS)
+    tasks = metrics.summarise(grounded, macro_tasks=metrics.MACRO_TASKS)
     for task, entry in tasks.items():
         entry["lmms_eval"] = lmms_results.get("grounded", {}).get(task, {})
         if direct:
             entry["ablation"] = metrics.crop_dependency(
                 [r for r in grounded if r["task"] == task], [r for r in direct if r["task"] == task]
             )
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "protocol"}
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()
+              if k not in ("protocol", "sampling")}  # fmt: skip
     config["protocol"] = opts.protocol.to_dict()
+    config["sampling"] = opts.sampling.to_dict()
     out: dict[str, Any] = {"config": config, "wall_seconds": round(seconds, 2), "tasks": tasks}
     failed = [r for r in rows if retryable(r)]
     out["backend_failures"] = {

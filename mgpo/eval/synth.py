@@ -3,8 +3,10 @@
 Each image is 2000-4000 px a side with small targets sized so that, once the full image is pre-resized to the
 paper's pixel budget, a target spans about ``MODEL_SPAN`` pixels (too few to read its colour, glyph or shape), while
 a crop around it, upscaled to the crop budget, shows it dozens of pixels wide. Questions follow V*: attribute
-questions (colour, letter or digit, shape; 4 options) and relative-position questions (left/right; 2 options),
-correct option first, with ground-truth boxes in original pixels.
+questions (colour, letter or digit, shape; 4 options) and relative-position questions (left/right; 2 options), with
+ground-truth boxes in original pixels, written as V* writes them (``bbox``: a list of [x, y, w, h]). The correct
+option's letter is drawn per item from the seed, so an "always A" model scores chance; ``correct_first`` keeps V*'s
+own convention (the correct option is (A)).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class SynthItem:
     label: str
     category: str  # direct_attributes | relative_position
     attribute: str  # colour | glyph | shape | position
-    bbox: list[list[int]] = field(default_factory=list)
+    bbox: list[list[int]] = field(default_factory=list)  # V*'s [x, y, w, h], original pixels
     width: int = 0
     height: int = 0
 
@@ -64,7 +66,7 @@ def _free_spot(rng: random.Random, size: tuple[int, int], side: int, taken: list
 
 def _options(correct: str, pool: list[str], n: int, rng: random.Random) -> list[str]:
     others = rng.sample([p for p in pool if p != correct], n - 1)
-    return [correct, *others]  # V* lists the correct option first; --shuffle-options undoes that
+    return [correct, *others]  # correct first, as V* lists them; make_item places it afterwards
 
 
 def _draw_glyph(draw: ImageDraw.ImageDraw, box: list[int], glyph: str) -> None:
@@ -74,7 +76,7 @@ def _draw_glyph(draw: ImageDraw.ImageDraw, box: list[int], glyph: str) -> None:
     draw.text(((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), glyph, fill=(0, 0, 0), font=font, anchor="mm")
 
 
-def make_item(index: int, seed: int) -> tuple[Image.Image, SynthItem]:
+def make_item(index: int, seed: int, correct_first: bool = False) -> tuple[Image.Image, SynthItem]:
     """Draw one image and its question; deterministic in (index, seed)."""
     rng = random.Random(f"mgpo-synth-{seed}-{index}")
     size = (rng.randint(2000, 4000), rng.randint(2000, 4000))
@@ -126,12 +128,18 @@ def make_item(index: int, seed: int) -> tuple[Image.Image, SynthItem]:
             draw_shape(draw, decoy_shape, decoy, COLOURS[decoy_colour])
         boxes, category = [box], "direct_attributes"
 
+    k = 0  # correct_first: V*'s own convention
+    if not correct_first:  # the correct option's place from its own stream: the image is the same either way
+        k = random.Random(f"mgpo-synth-letter-{seed}-{index}").randrange(len(options))
+        options.insert(k, options.pop(0))
+    label = string.ascii_uppercase[k]
     text = question + " " + " ".join(f"({string.ascii_uppercase[i]}) {o}" for i, o in enumerate(options))
-    item = SynthItem(qid, f"images/{qid}.jpg", text, question, options, "A", category, kind, boxes, *size)
+    xywh = [[b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in boxes]
+    item = SynthItem(qid, f"images/{qid}.jpg", text, question, options, label, category, kind, xywh, *size)
     return image, item
 
 
-def write_synth(out_dir: str | Path, n: int = 20, seed: int = 0) -> Path:
+def write_synth(out_dir: str | Path, n: int = 20, seed: int = 0, correct_first: bool = False) -> Path:
     """Write n items: out_dir/images/*.jpg, out_dir/test.parquet (V* schema); return the parquet path."""
     import pandas as pd
 
@@ -141,7 +149,7 @@ def write_synth(out_dir: str | Path, n: int = 20, seed: int = 0) -> Path:
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(n):
-        image, item = make_item(i, seed)
+        image, item = make_item(i, seed, correct_first)
         image.save(out / item.image, quality=95)  # JPEG like V*; q95 keeps small glyphs legible
         rows.append(asdict(item))
     path = out / DATA_FILE

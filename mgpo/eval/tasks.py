@@ -7,15 +7,16 @@ permutes options per sample reproducibly. Scoring is mgpo.scoring's, the functio
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from mgpo import protocol
+from mgpo import benchmarks, protocol
 from mgpo.eval import docs as D
-from mgpo.eval.metrics import macro_accuracy, mean_percent
+from mgpo.eval.metrics import summarise_scores
 from mgpo.protocol import ProtocolConfig
 from mgpo.scoring import Score, score_response
 
@@ -35,40 +36,61 @@ def tasks_dir() -> Path:
 
 TASKS_DIR = tasks_dir()
 
-# task family -> (hub path, hub config name, hub split, normaliser)
+# task family -> (hub path, hub config name, hub split); the row schema is detected from the columns
 HUB = {
-    "vstar": ("lmms-lab-encoder/vstar-bench", None, "test", "vstar"),
-    "mmerw": ("yifanzhang114/MME-RealWorld-Lmms-eval", None, "train", "mmerw"),
-    "mmerw_lite": ("yifanzhang114/MME-RealWorld-lite-lmms-eval", None, "train", "mmerw"),
-    "mmerw_cn": ("yifanzhang114/MME-RealWorld-CN-Lmms-eval", None, "train", "mmerw"),
-    "hrbench4k": ("DreamMr/HR-Bench", "hrbench_version_split", "hrbench_4k", "hrbench"),
-    "hrbench8k": ("DreamMr/HR-Bench", "hrbench_version_split", "hrbench_8k", "hrbench"),
+    "vstar": ("lmms-lab-encoder/vstar-bench", None, "test"),
+    "mmerw": ("yifanzhang114/MME-RealWorld-Lmms-eval", None, "train"),
+    "mmerw_lite": ("yifanzhang114/MME-RealWorld-lite-lmms-eval", None, "train"),
+    "mmerw_cn": ("yifanzhang114/MME-RealWorld-CN-Lmms-eval", None, "train"),
+    "hrbench4k": ("DreamMr/HR-Bench", "hrbench_version_split", "hrbench_4k"),
+    "hrbench8k": ("DreamMr/HR-Bench", "hrbench_version_split", "hrbench_8k"),
 }
 
 
+# lmms-eval's own tasks for the same benchmarks: they render the options into the prompt (no choices for turn 2)
+# and their scorers misread \boxed{} answers, so through the mgpo model they would give silently wrong numbers
+STOCK_TASKS = {
+    "vstar_bench": "mgpo_vstar",
+    "vstar_bench_direct_attributes": "mgpo_vstar_attr",
+    "vstar_bench_relative_position": "mgpo_vstar_pos",
+    "mmerealworld": "mgpo_mmerw",
+    "mmerealworld_lite": "mgpo_mmerw_lite",
+    "mmerealworld_cn": "mgpo_mmerw_cn",
+    "hrbench4k": "mgpo_hrbench4k",
+    "hrbench8k": "mgpo_hrbench8k",
+}
+
+
+def stock_task_error(task: str) -> str | None:
+    """One line refusing a task that is not an mgpo_* adapter (and naming the one to use), or None for ours."""
+    if task.startswith("mgpo_"):
+        return None
+    ours = STOCK_TASKS.get(task.removesuffix("_reasoning"))
+    hint = f"use --task {ours}" if ours else "mgpo runs only its own mgpo_* tasks (see tasks/README.md)"
+    return (f"task {task!r} is not an mgpo task: its prompt and scorer do not fit the grounding model (no separate "
+            f"choices, \\boxed{{}} answers misread), so its numbers would be wrong; {hint}")  # fmt: skip
+
+
 def build_docs(family: str, category: str | None = None):
-    """The normalised docs of a benchmark (local with MGPO_DATA, else the hub), filtered and maybe shuffled."""
+    """The docs of a benchmark (local with MGPO_DATA, else the hub), read by mgpo.benchmarks, filtered, maybe
+    shuffled. A row that cannot be read is one MgpoError naming the row and the column."""
     import datasets
 
-    hub_path, hub_name, hub_split, benchmark = HUB[family]
+    hub_path, hub_name, hub_split = HUB[family]
     seed = os.environ.get(SHUFFLE_ENV)
+    shuffle = (lambda r: benchmarks.shuffle_options(r, int(seed))) if seed not in (None, "") else (lambda r: r)
     local = os.environ.get(DATA_ENV)
     if local:
-        rows, base = D.read_local_rows(local)
-        docs = [D.normalise(r, benchmark, base) for r in rows]
-        if category:
-            docs = [d for d in docs if d["category"] == category]
-        if seed not in (None, ""):
-            docs = [D.shuffle_options(d, int(seed)) for d in docs]
+        records, base = D.read_local_records(local)
+        docs = [D.to_doc(shuffle(r), base) for r in records if not category or r.category == category]
         return datasets.Dataset.from_list(docs)
     hub = datasets.load_dataset(hub_path, hub_name, split=hub_split)
+    schema = benchmarks.detect_schema(hub.column_names, hub_path)
     if category:
         hub = hub.filter(lambda r: r.get("category") == category)
 
-    def one(row: dict[str, Any]) -> dict[str, Any]:
-        doc = D.normalise(row, benchmark)
-        if seed not in (None, ""):
-            doc = D.shuffle_options(doc, int(seed))
+    def one(row: dict[str, Any], index: int) -> dict[str, Any]:
+        doc = D.to_doc(shuffle(benchmarks.read_row(schema, row, index)))
         doc.setdefault("image", None)
         return doc
 
@@ -86,7 +108,7 @@ def build_docs(family: str, category: str | None = None):
         }
     )
     # base64 columns (MME-RealWorld, HR-Bench) are decoded once here into an Image column, then dropped
-    return hub.map(one, remove_columns=hub.column_names, features=features)
+    return hub.map(one, with_indices=True, remove_columns=hub.column_names, features=features)
 
 
 def process_vstar(dataset):
@@ -172,11 +194,18 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, Any]:
     return {"accuracy": item, doc["category"]: item}
 
 
+def _pairs(items: list[dict[str, Any]]) -> list[tuple[str, int | None]]:
+    # an item without a ground truth is unscored, not wrong (metrics.summarise_scores)
+    return [(i["category"], i["score"] if i.get("ground_truth") else None) for i in items]
+
+
 def aggregate_accuracy(items: list[dict[str, Any]]) -> float:
-    """Accuracy in percent."""
-    return mean_percent([i["score"] for i in items])
+    """Micro accuracy in percent (the one metrics path results.json and `mgpo compare` use)."""
+    value = summarise_scores(_pairs(items))["overall"]["accuracy"]
+    return math.nan if value is None else value
 
 
 def aggregate_macro(items: list[dict[str, Any]]) -> float:
-    """MME-RealWorld overall: the unweighted mean of the sub-category accuracies, in percent."""
-    return macro_accuracy([(i["category"], i["score"]) for i in items])
+    """MME-RealWorld overall: the macro (unweighted) mean of the sub-category accuracies, in percent."""
+    value = summarise_scores(_pairs(items), macro=True)["overall"]["accuracy"]
+    return math.nan if value is None else value

@@ -1,35 +1,25 @@
-"""Training data: read V*, MME-RealWorld or generic VQA rows from parquet / JSONL / a folder / a Hub dataset, check
-them before any model is loaded, and normalise them to one schema.
+"""Training data: read V*, MME-RealWorld, HR-Bench or generic VQA rows from parquet / JSONL / a folder / a Hub
+dataset, check them before any model is loaded, and normalise them with mgpo.benchmarks (the reader eval uses too).
 
 Normalised columns: ``id``, ``question`` (without the options), ``choices`` (option texts, no letters), ``answer``
-(a letter), ``category``, ``gt_box`` (original pixels or None) and ``image``, which stays as the source gave it (a
-decoded PIL image, a path, a base64 string or a {bytes, path} dict) and is opened lazily, at full resolution, by
-``open_image`` when a batch is rolled out: the crop is always cut from the original.
+(a letter), ``category``, ``gt_box`` (the targets' union, [x1, y1, x2, y2] in original pixels, or None) and
+``image``, which stays as the source gave it (a decoded PIL image, a path, a base64 string or a {bytes, path} dict) and
+is opened lazily, at full resolution, by ``open_image`` when a batch is rolled out: the crop is always cut from
+the original.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import re
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from mgpo import imaging
-from mgpo.answers import LETTERS
+from mgpo import benchmarks, imaging
+from mgpo.benchmarks import IMAGE_COLUMNS, detect_schema
 from mgpo.errors import MgpoError
-
-SCHEMAS = {
-    "vstar": "V* (text, label, image|image_path)",
-    "mme-realworld": "MME-RealWorld (question, multi-choice options, answer, bytes|image)",
-    "generic": "generic VQA (image|image_path, question, choices, answer)",
-}
-IMAGE_COLUMNS = ("image", "image_path", "bytes")
-_OPTION = re.compile(r"\(([A-Z])\)\s*")
-_LLAVA_SUFFIX = re.compile(r"\s*Answer with the option'?s letter from the given choices directly\.?\s*$", re.I)
-_LETTERED = re.compile(r"^\s*[\(（]?([A-Z])[\)）.:]\s*")
 
 
 def load_training_data(spec: str | Path, split: str = "train", limit: int | None = None):
@@ -43,12 +33,9 @@ def load_training_data(spec: str | Path, split: str = "train", limit: int | None
     image_col = next(c for c in IMAGE_COLUMNS if c in raw.column_names)
     meta_cols = [c for c in raw.column_names if c not in IMAGE_COLUMNS]
     meta = raw.select_columns(meta_cols)  # no image decoding while checking and normalising the text columns
-    rows = [normalise_row(schema, r, i) for i, r in enumerate(meta)]
-    bad = [(i, why) for i, (_, why) in enumerate(rows) if why]
-    if bad:
-        shown = "; ".join(f"row {i}: {why}" for i, why in bad[:3])
-        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
-        raise MgpoError(f"{name}: {len(bad)} malformed row(s) for the {SCHEMAS[schema]} schema: {shown}{more}")
+    records = benchmarks.read_rows(schema, list(meta), name)  # the one reader eval uses too
+    rows = [{"id": r.id, "question": r.question, "choices": r.choices, "answer": r.answer, "category": r.category,
+             "gt_box": r.gt_box} for r in records]  # fmt: skip
     images = raw.select_columns([image_col])
     if image_col != "bytes" and _is_path_column(images, image_col):
         paths = [_resolve_path(p, base_dir) for p in images[image_col]]
@@ -64,7 +51,7 @@ def load_training_data(spec: str | Path, split: str = "train", limit: int | None
         image_values = None
     from datasets import Dataset, concatenate_datasets
 
-    table = Dataset.from_list([r for r, _ in rows])
+    table = Dataset.from_list(rows)
     if image_values is not None:
         table = table.add_column("image", image_values)
     else:
@@ -72,119 +59,6 @@ def load_training_data(spec: str | Path, split: str = "train", limit: int | None
             images = images.rename_column(image_col, "image")
         table = concatenate_datasets([table, images], axis=1)
     return table
-
-
-def detect_schema(columns: list[str], name: str = "data") -> str:
-    """Which of the accepted schemas the columns follow; MgpoError naming what is missing otherwise."""
-    cols = set(columns)
-    has_image = any(c in cols for c in IMAGE_COLUMNS)
-    if {"text", "label"} <= cols and has_image:
-        return "vstar"
-    if {"question", "multi-choice options", "answer"} <= cols and has_image:
-        return "mme-realworld"
-    if {"question", "choices", "answer"} <= cols and has_image:
-        return "generic"
-    wanted = {  # ties go to the first: the generic schema is the one to suggest
-        "generic": ["image|image_path", "question", "choices", "answer"],
-        "vstar": ["text", "label", "image|image_path"],
-        "mme-realworld": ["question", "multi-choice options", "answer", "bytes|image"],
-    }
-
-    def missing(need: list[str]) -> list[str]:
-        return [n for n in need if not any(part in cols for part in n.split("|"))]
-
-    closest = min(wanted, key=lambda k: len(missing(wanted[k])))
-    raise MgpoError(
-        f"{name}: missing column(s) {', '.join(missing(wanted[closest]))} for the {SCHEMAS[closest]} schema "
-        f"(found: {', '.join(sorted(cols)) or 'none'}); accepted schemas: {'; '.join(SCHEMAS.values())}"
-    )
-
-
-def normalise_row(schema: str, row: dict[str, Any], index: int) -> tuple[dict[str, Any], str | None]:
-    """One row in the normalised schema, and why it is malformed (None when it is fine)."""
-    if schema == "vstar":
-        text = row.get("text")
-        if not isinstance(text, str) or not text.strip():
-            return {}, "'text' is empty or not a string"
-        question, choices = split_inline_options(text)
-        answer = row.get("label")
-        rid = row.get("question_id", index)
-    elif schema == "mme-realworld":
-        question = row.get("question")
-        choices = _option_list(row.get("multi-choice options"))
-        answer = row.get("answer")
-        rid = row.get("index", row.get("question_id", index))
-    else:
-        question = row.get("question")
-        choices = _option_list(row.get("choices"))
-        answer = row.get("answer")
-        rid = row.get("id", row.get("question_id", index))
-    if not isinstance(question, str) or not question.strip():
-        return {}, "the question is empty or not a string"
-    if choices is None or len(choices) < 2:
-        return {}, "needs at least two answer options"
-    letter = _answer_letter(answer, choices)
-    if letter is None:
-        valid = LETTERS[: len(choices)]
-        return {}, f"answer {answer!r} is not one of the option letters {', '.join(valid)} or an option's text"
-    gt_box = _gt_box(row.get("gt_box"))  # [x1, y1, x2, y2], original pixels
-    if gt_box is None and schema == "vstar" and (xywh := _gt_box(row.get("bbox"))) is not None:
-        gt_box = [xywh[0], xywh[1], xywh[0] + xywh[2], xywh[1] + xywh[3]]  # V* annotates [x, y, w, h]
-    category = row.get("category")
-    return {
-        "id": str(rid),
-        "question": question.strip(),
-        "choices": choices,
-        "answer": letter,
-        "category": str(category) if category is not None else "",
-        "gt_box": gt_box,
-    }, None
-
-
-def split_inline_options(text: str) -> tuple[str, list[str]]:
-    """V*'s 'question (A) x (B) y' -> ('question', ['x', 'y']); the trailing LLaVA instruction is dropped."""
-    text = _LLAVA_SUFFIX.sub("", text.strip())
-    marks = list(_OPTION.finditer(text))
-    # options are the run of (A), (B), ... in order; an earlier stray '(X)' in the question is not one
-    start = next((i for i, m in enumerate(marks) if m.group(1) == "A"), None)
-    if start is None:
-        return text, []
-    run = [marks[start]]
-    for m in marks[start + 1 :]:
-        if m.group(1) == LETTERS[len(run)]:
-            run.append(m)
-    question = text[: run[0].start()].strip()
-    choices = []
-    for k, m in enumerate(run):
-        end = run[k + 1].start() if k + 1 < len(run) else len(text)
-        choices.append(text[m.end() : end].strip())
-    return question, choices
-
-
-def _option_list(value: Any) -> list[str] | None:
-    if isinstance(value, str):
-        value = [line for line in value.splitlines() if line.strip()]
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        return None
-    return [_LETTERED.sub("", v, count=1).strip() for v in value]
-
-
-def _answer_letter(answer: Any, choices: list[str]) -> str | None:
-    if not isinstance(answer, str) or not answer.strip():
-        return None
-    a = answer.strip().strip("()（）").strip()
-    if len(a) == 1 and a.upper() in LETTERS[: len(choices)]:
-        return a.upper()
-    for i, c in enumerate(choices):
-        if a.lower() == c.strip().lower():
-            return LETTERS[i]
-    return None
-
-
-def _gt_box(value: Any) -> list[float] | None:
-    if isinstance(value, list | tuple) and len(value) == 4 and all(isinstance(v, int | float) for v in value):
-        return [float(v) for v in value]
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -93,3 +93,33 @@ def test_kill_and_resume_equals_uninterrupted(bar_run: Path, synth_dir: Path, ti
     expected = 100 * sum(r["correct"] for r in reference.values()) / 8
     assert results["overall"]["accuracy"] == pytest.approx(expected)
     assert results["lmms_eval"]["accuracy,none"] == pytest.approx(expected)
+
+
+def test_sampled_repeats_are_a_real_avg_at_k_and_reproducible(synth_dir: Path, tiny_model_dir: Path, kit,
+                                                              tmp_path: Path) -> None:  # fmt: skip
+    """`--sampling paper --repeats 2`: the repeats differ, and another batch size gives the same trajectories."""
+
+    def run(name: str, batch: str) -> Path:
+        out = tmp_path / name
+        args = [str(kit.bin / "mgpo"), "eval", "--task", "mgpo_vstar", "--data", str(synth_dir), "--model",
+                str(tiny_model_dir), "--limit", "3", "--repeats", "2", "--sampling", "paper", "--seed", "5",
+                "--batch-size", batch, "--output-dir", str(out), *kit.fast]  # fmt: skip
+        proc = kit.run(args, cwd=kit.repo, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return out
+
+    a, b = run("a", "1"), run("b", "3")
+    results = json.loads((a / "results.json").read_text())
+    assert results["config"]["sampling"] == {"temperature": 1.0, "top_p": 1.0, "seed": 5, "mode": "sampled"}
+    avg = results["tasks"]["mgpo_vstar"]["avg_at_k"]
+    assert avg["k"] == 2 and avg["ci95"][0] <= avg["avg"] <= avg["ci95"][1]
+
+    def outputs(out: Path) -> dict:
+        return {(r["doc_id"], r["repeat"]): [t["output"] for t in r["trajectory"]["turns"]]
+                for r in read_rows(out / "trajectories.jsonl")}  # fmt: skip
+
+    first = outputs(a)
+    assert first == outputs(b)  # batch size 1 and 3: the same draws
+    assert any(first[(d, 0)] != first[(d, 1)] for d in range(3))  # repeats really sample anew
+    row = read_rows(a / "trajectories.jsonl")[0]
+    assert row["trajectory"]["meta"]["sampling"]["mode"] == "sampled"

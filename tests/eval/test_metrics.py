@@ -51,6 +51,7 @@ def test_avg_at_k_and_crop_dependency() -> None:
     rows = [_row(i, i < 2, repeat=0) for i in range(4)] + [_row(i, i < 3, repeat=1) for i in range(4)]
     k = M.avg_at_k(rows)
     assert k["k"] == 2 and k["avg"] == pytest.approx(62.5)
+    assert k["ci95"] == pytest.approx([62.5 - 1.96 * 17.678 / 2**0.5, 62.5 + 1.96 * 17.678 / 2**0.5], abs=0.02)
     grounded = [_row(i, i < 3) for i in range(4)]
     direct = [_row(i, i in (0, 3)) for i in range(4)]
     dep = M.crop_dependency(grounded, direct)
@@ -61,3 +62,50 @@ def test_mcnemar_exact() -> None:
     assert mcnemar_exact(5, 0) == pytest.approx(0.0625)
     assert mcnemar_exact(0, 0) == 1.0
     assert math.isclose(mcnemar_exact(3, 3), 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One metrics path: results.json (task_accuracy), lmms-eval's aggregates and `mgpo compare` agree
+
+PAPER_MMERW_LITE = {"Perception/OCR": 86.4, "Perception/RS": 54.0, "Perception/DT": 78.0, "Perception/MO": 46.7,
+                    "Perception/AD": 44.0, "Reasoning/OCR": 74.0, "Reasoning/DT": 69.0, "Reasoning/MO": 52.7,
+                    "Reasoning/AD": 39.3}  # fmt: skip
+
+
+def _paper_rows(n: int = 1000) -> list[dict]:
+    rows = []
+    for category, rate in PAPER_MMERW_LITE.items():
+        size = 2 * n if category.endswith("OCR") else n  # unequal sizes: micro and macro differ
+        k = round(rate * size / 100)
+        rows += [_row(len(rows) + i, i < k, category) for i in range(size)]
+    return rows
+
+
+def test_unscored_rows_are_excluded_and_counted() -> None:
+    rows = [_row(0, True), _row(1, False), _row(2, None), _row(3, None, "b")]
+    out = M.task_accuracy(rows)
+    assert out["overall"]["accuracy"] == 50.0 and out["overall"]["n"] == 2 and out["unscored"] == 2
+    assert out["overall"]["kind"] == "micro" and "b" not in out["categories"]
+    assert M.avg_at_k([*rows, _row(0, True, repeat=1), _row(1, True, repeat=1)])["per_repeat"] == [50.0, 100.0]
+
+
+def test_paper_row_gives_60_45_through_every_path(tmp_path) -> None:
+    from mgpo.eval.compare import compare_runs
+    from mgpo.eval.record import Recorder
+    from mgpo.eval.tasks import aggregate_accuracy, aggregate_macro
+
+    rows = _paper_rows()
+    results = M.task_accuracy(rows, macro=True)
+    assert results["overall"]["accuracy"] == pytest.approx(60.45, abs=0.01)
+    assert results["overall"]["kind"].startswith("macro") and results["micro"]["kind"] == "micro"
+    items = [{"category": r["category"], "score": int(r["correct"]), "ground_truth": "A"} for r in rows]
+    items.append({"category": "Perception/OCR", "score": 0, "ground_truth": ""})  # unscored, not wrong
+    assert aggregate_macro(items) == results["overall"]["accuracy"]
+    assert aggregate_accuracy(items) == results["micro"]["accuracy"]
+    for name in ("a", "b"):
+        rec = Recorder(tmp_path / name / "trajectories.jsonl")
+        for r in rows:
+            rec.write({**r, "task": "mgpo_mmerw_lite", "trajectory": {}})
+            rec.write({**r, "task": "mgpo_mmerw_lite", "repeat": 1, "correct": False, "trajectory": {}})
+    table = compare_runs([tmp_path / "a", tmp_path / "b"]).table
+    assert table.loc[("mgpo_mmerw_lite", "overall"), "a"] == round(results["overall"]["accuracy"], 2)  # macro, unpooled

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-from PIL import Image
+import pytest
 
 from mgpo.answers import extract_answer
 from mgpo.eval.model import doc_sample, response_text
 from mgpo.types import Trajectory, Turn
-
-
-def test_builtin_task_docs_run_from_their_prompt() -> None:
-    image = Image.new("RGB", (300, 200))
-
-    def doc_to_messages(doc):  # what a built-in chat task such as vstar_bench hands over
-        return [{"role": "user", "content": [{"type": "image", "url": image}, {"type": "text", "text": "Q? A. x"}]}]
-
-    sample = doc_sample({"text": "raw"}, ("ctx", doc_to_messages, {}, 0, "vstar_bench", "test"), "vstar_bench:0")
-    assert sample.image is image and sample.question == "Q? A. x" and sample.choices == []
-    simple = doc_sample({}, ("Q?", {}, lambda d: [image], 0, "t", "test"), "t:0")  # simple-task request shape
-    assert simple.image is image and simple.question == "Q?"
 
 
 def test_mgpo_docs_keep_question_and_options_apart() -> None:
@@ -38,3 +26,20 @@ def test_response_text_matches_the_engine_answer() -> None:
     assert extract_answer(text, ["x", "y"])[0] is None
     traj.error = "backend failed"
     assert response_text(traj) == ""
+
+
+def test_stock_task_is_refused_pointing_at_the_mgpo_task(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from mgpo.errors import MgpoError
+    from mgpo.eval.model import MgpoModel
+    from mgpo.eval.runner import EvalOptions, run_eval
+
+    with pytest.raises(MgpoError, match=r"vstar_bench.*mgpo_vstar") as err:  # before any model or lmms-eval loads
+        run_eval(EvalOptions(tasks=["vstar_bench"], output_dir=tmp_path / "o", backend="hf", model="/nonexistent"))
+    assert "\n" not in str(err.value)
+    model = MgpoModel.__new__(MgpoModel)  # the lmms-eval model itself, as `lmms-eval --model mgpo` builds it
+    model.task_dict = {"mmerealworld_lite": {"test": [{"question": "q"}]}}
+    request = SimpleNamespace(args=("ctx", {}, None, 0, "mmerealworld_lite", "test"))
+    with pytest.raises(MgpoError, match=r"mmerealworld_lite.*mgpo_mmerw_lite"):
+        model.generate_until([request])

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mgpo import benchmarks
 from mgpo.eval import docs as D
 from mgpo.eval.record import read_rows
 from mgpo.eval.runner import EvalOptions, run_eval
@@ -42,16 +43,15 @@ def test_seven_of_ten_is_exactly_70(synth_dir: Path, tmp_path: Path, responses_f
 
 
 def test_shuffle_options_remaps_ground_truth(synth_dir: Path, tmp_path: Path, responses_for) -> None:
-    responses = responses_for(tmp_path / "r.jsonl", synth_dir, n_correct=10)  # always answers 'A'
+    responses = responses_for(tmp_path / "r.jsonl", synth_dir, n_correct=10)  # answers the unshuffled letter
     results = run_eval(_opts(synth_dir, tmp_path / "o", responses, shuffle_options=SEED, limit=8))
-    frame = pd.read_parquet(synth_dir / "test.parquet")
-    rows = frame.to_dict(orient="records")[:8]
-    shuffled = [D.shuffle_options(D.normalise(r, "vstar", synth_dir), SEED) for r in rows]
-    expected = 100 * sum(d["answer"] == "A" for d in shuffled) / len(shuffled)
-    assert 0 < expected < 100  # the seed really moved some correct options away from A
+    records = D.read_local_records(synth_dir)[0][:8]
+    shuffled = [benchmarks.shuffle_options(r, SEED) for r in records]
+    expected = 100 * sum(s.answer == r.answer for s, r in zip(shuffled, records, strict=True)) / len(shuffled)
+    assert 0 < expected < 100  # the seed really moved some correct options
     assert results["tasks"]["mgpo_vstar"]["overall"]["accuracy"] == pytest.approx(expected)
     orders = results["option_orders"]["mgpo_vstar"]
-    assert orders == {d["question_id"]: d["option_order"] for d in shuffled}
+    assert orders == {s.id: s.option_order for s in shuffled}
 
 
 def test_failing_sample_is_recorded_and_scored_wrong(synth_dir: Path, tmp_path: Path, responses_for) -> None:
@@ -71,7 +71,8 @@ def test_ablation_and_repeats(synth_dir: Path, tmp_path: Path, box_turn: str) ->
     path = tmp_path / "r.jsonl"
     frame = pd.read_parquet(synth_dir / "test.parquet")
     # grounded turns answer right; the direct run's single turn gets the box text and so never answers
-    path.write_text("".join(json.dumps({"id": q, "turns": [box_turn, "\\boxed{A}"]}) + "\n" for q in frame.question_id))
+    lines = [{"id": r.question_id, "turns": [box_turn, f"\\boxed{{{r.label}}}"]} for r in frame.itertuples()]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     results = run_eval(_opts(synth_dir, tmp_path / "o", path, limit=2, ablate=True, repeats=2))
     task = results["tasks"]["mgpo_vstar"]
     assert task["overall"]["accuracy"] == 100.0

@@ -40,7 +40,7 @@ def test_mmerw_hub_rows_decode_base64(tmp_path: Path, monkeypatch: pytest.Monkey
     )
     (tmp_path / "hub").mkdir()
     frame.to_parquet(tmp_path / "hub" / "train.parquet")
-    monkeypatch.setitem(T.HUB, "mmerw_lite", (str(tmp_path / "hub"), None, "train", "mmerw"))
+    monkeypatch.setitem(T.HUB, "mmerw_lite", (str(tmp_path / "hub"), None, "train"))
     monkeypatch.delenv(T.DATA_ENV, raising=False)
     ds = T.process_mmerw_lite(None)
     assert len(ds) == 6 and "bytes" not in ds.column_names  # base64 gone: logs and RAM stay small

@@ -13,8 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
+from mgpo.benchmarks import split_inline_options
 from mgpo.errors import MgpoError
-from mgpo.train.data import load_training_data, open_image, split_inline_options
+from mgpo.train.data import load_training_data, open_image
 
 
 def test_vstar_parquet_with_inline_options_and_relative_paths(tmp_path):
