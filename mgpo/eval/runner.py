@@ -160,7 +160,7 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
 def _pipeline(cfg: ProtocolConfig) -> dict[str, Any]:
     """The image-pipeline settings a direct-prompt ablation shares with the grounded run."""
     keep = ("min_pixels", "max_pixels", "processor_min_pixels", "processor_max_pixels", "resampling", "max_new_tokens",
-            "answer_fallbacks")  # fmt: skip
+            "answer_fallbacks", "scoring", "image_mode", "max_response_tokens")  # fmt: skip
     return {k: getattr(cfg, k) for k in keep}
 
 

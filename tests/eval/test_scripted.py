@@ -90,3 +90,12 @@ def test_existing_run_needs_resume(synth_dir: Path, tmp_path: Path) -> None:
     (out / "trajectories.jsonl").write_text('{"task": "mgpo_vstar", "doc_id": 0}\n')
     with pytest.raises(MgpoError, match="--resume"):
         run_eval(_opts(synth_dir, out, tmp_path / "r.jsonl"))
+
+
+def test_the_direct_ablation_scores_and_opens_images_like_the_grounded_run() -> None:
+    from mgpo.eval.runner import _pipeline
+    from mgpo.protocol import ProtocolConfig
+
+    grounded = ProtocolConfig.paper(scoring="letter", image_mode="upright", max_response_tokens=4000)
+    direct = ProtocolConfig.direct(**_pipeline(grounded))
+    assert (direct.scoring, direct.image_mode, direct.max_response_tokens) == ("letter", "upright", 4000)
