@@ -58,7 +58,7 @@ def load_image(
     else:
         image = _open(source, max_pixels, name)
     try:
-        with _strict_decoding():
+        with _decoding():
             image.load()  # decode now, so truncated data fails here with a clear message
         if mode == "reference":
             image = image if image.mode == "RGB" else image.convert("RGB")
@@ -83,10 +83,8 @@ def _open(source: str | Path | bytes, max_pixels: int, name: str) -> Image.Image
             raise ImageError(f"{name}: is a directory, not an image file")
         if fh.stat().st_size == 0:
             raise ImageError(f"{name}: file is empty (0 bytes); give a PNG, JPEG or other image file")
-    saved = Image.MAX_IMAGE_PIXELS
     try:
-        Image.MAX_IMAGE_PIXELS = None  # our own limit below is the one that applies, and it is configurable
-        with warnings.catch_warnings(), _strict_decoding():
+        with warnings.catch_warnings(), _decoding():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(fh)
             _check_pixels(image.size, max_pixels, name)
@@ -97,33 +95,37 @@ def _open(source: str | Path | bytes, max_pixels: int, name: str) -> Image.Image
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(f"{name}: cannot decode image ({_short(exc)}); the file may be truncated or corrupt") from exc
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
     return image
 
 
 @contextmanager
-def _strict_decoding() -> Iterator[None]:
-    """Truncated data is an error while we decode, even if another library (lmms-eval does) switched on Pillow's
-    process-wide LOAD_TRUNCATED_IMAGES, which would silently pad the image with grey."""
-    global _strict_depth, _strict_saved
-    with _strict_lock:  # images decode on several threads: the first one in saves the flag, the last one out restores
-        if _strict_depth == 0:
-            _strict_saved = ImageFile.LOAD_TRUNCATED_IMAGES
+def _decoding() -> Iterator[None]:
+    """Pillow's process-wide decoding settings as mgpo needs them, while any thread decodes.
+
+    Truncated data is an error (another library, lmms-eval does, may have switched on LOAD_TRUNCATED_IMAGES, which
+    silently pads with grey), and Pillow's own pixel limit is lifted because ours (``max_pixels``) applies instead.
+    Images decode on several threads, so the settings are reference-counted under a lock: the first thread in saves
+    them, the last one out restores them; a per-call save/restore would leave the guard off after overlapping calls.
+    """
+    global _depth, _saved
+    with _lock:
+        if _depth == 0:
+            _saved = (ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS)
             ImageFile.LOAD_TRUNCATED_IMAGES = False
-        _strict_depth += 1
+            Image.MAX_IMAGE_PIXELS = None
+        _depth += 1
     try:
         yield
     finally:
-        with _strict_lock:
-            _strict_depth -= 1
-            if _strict_depth == 0:
-                ImageFile.LOAD_TRUNCATED_IMAGES = _strict_saved
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = _saved
 
 
-_strict_lock = threading.Lock()
-_strict_depth = 0
-_strict_saved = False
+_lock = threading.Lock()
+_depth = 0
+_saved: tuple[bool, int | None] = (False, None)
 
 
 def _check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:

@@ -8,11 +8,13 @@ sample whose generation failed (``error_kind == "backend"``): --resume runs it a
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mgpo.errors import MgpoError
 from mgpo.types import iter_jsonl
 
 Key = tuple[str, str, int, int]
@@ -51,8 +53,12 @@ class Recorder:
         if resume:
             self.done = {row_key(r): r for r in read_rows(self.path) if not retryable(r)}
             self._drop_torn_tail()
-        elif self.path.exists():
-            self.path.unlink()
+        elif self.path.exists() and self.path.stat().st_size:
+            # never delete finished work: a rerun of the same command must say so, not start over
+            raise MgpoError(
+                f"{self.path}: holds a previous run; resume it (--resume, or resume=True in --model_args) or write "
+                "to a new output directory"
+            )
         self.on_row: Callable[[dict[str, Any]], None] | None = None
         self.on_total: Callable[[int], None] | None = None
         self._lock = threading.Lock()
@@ -63,7 +69,8 @@ class Recorder:
             return
         data = self.path.read_bytes()
         if data and not data.endswith(b"\n"):
-            self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+            # truncate in place rather than rewrite: a kill at this moment then cannot lose the finished rows
+            os.truncate(self.path, data.rfind(b"\n") + 1)
 
     def write(self, row: dict[str, Any]) -> None:
         with self._lock:
