@@ -136,6 +136,7 @@ class OpenAIBackend:
             response.raise_for_status()
             return str(response.json()["data"][0]["id"])
         except Exception:
+            self.client.close()
             raise MgpoError(f"{self.base_url}: cannot list the served models; name the model with --model ID") from None
 
     def _unreachable(self, exc: BaseException) -> str:
@@ -162,9 +163,8 @@ class OpenAIBackend:
             "messages": [self._message(m) for m in request.messages],
             "temperature": 0.0,  # greedy unless sampling says otherwise
         }
-        cap = request.max_new_tokens or self.max_new_tokens
-        if cap:  # none given: the server's default, i.e. the checkpoint's generation config
-            body["max_tokens"] = int(cap)
+        # always capped: a server's own default may be the whole context, and hf / vllm stop at the same 8192
+        body["max_tokens"] = int(request.max_new_tokens or self.default_max_new_tokens())
         if not self.decoding.greedy:  # the server seeds each request: per sample and turn, reproducible
             d = self.decoding
             body.update(temperature=d.temperature, top_p=d.top_p, seed=d.seed_for(request.seed_key, request.turn))
@@ -286,13 +286,18 @@ def _api_key(env_name: str | None) -> str | None:
 
 def _server_message(response: httpx.Response) -> str:
     try:
-        data = response.json()
-        detail = data.get("error") or data.get("detail") or data.get("message") or data
-        if isinstance(detail, dict):
-            detail = detail.get("message") or detail
-        text = str(detail)
+        detail = response.json()
     except ValueError:
-        text = response.text
+        detail = response.text
+    # servers answer errors as {"error": {"message"}}, {"detail"}, {"message"}, a bare list or plain text
+    for _ in range(3):
+        if isinstance(detail, list) and detail:
+            detail = detail[0]
+        if isinstance(detail, dict):
+            detail = detail.get("error") or detail.get("detail") or detail.get("message") or detail
+        if not isinstance(detail, list | dict):
+            break
+    text = str(detail)
     text = " ".join(text.split())
     return text[:200] if text else response.reason_phrase
 

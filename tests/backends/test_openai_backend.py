@@ -161,6 +161,8 @@ class Scripted(ThreadingHTTPServer):
         self.in_flight = 0
         self.max_in_flight = 0
         self.lock = threading.Lock()
+        self.error_body: object = None  # what a failing POST answers; None: an OpenAI-style error object
+        self.models_body: object = None  # what GET /models answers; None: one served model
 
     @property
     def url(self) -> str:
@@ -174,7 +176,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        self._send(200, {"object": "list", "data": [{"id": "served-model"}]})
+        models = self.server.models_body
+        self._send(200, {"object": "list", "data": [{"id": "served-model"}]} if models is None else models)
 
     def do_POST(self) -> None:
         srv = self.server
@@ -189,7 +192,8 @@ class Handler(BaseHTTPRequestHandler):
         with srv.lock:
             srv.in_flight -= 1
         if status != 200:
-            self._send(status, {"error": {"message": f"scripted failure {status}"}})
+            failure = srv.error_body
+            self._send(status, {"error": {"message": f"scripted failure {status}"}} if failure is None else failure)
             return
         text = body["messages"][-1]["content"][-1]["text"] if isinstance(body["messages"][-1]["content"], list) else ""
         self._send(200, {
@@ -198,7 +202,7 @@ class Handler(BaseHTTPRequestHandler):
             "usage": {"prompt_tokens": 11, "completion_tokens": 3},
         })  # fmt: skip
 
-    def _send(self, status: int, payload: dict) -> None:
+    def _send(self, status: int, payload: object) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -317,3 +321,31 @@ def test_options_arrive_as_text_from_model_args(scripted) -> None:
     assert (body["max_tokens"], body["temperature"], body["seed"]) == (7, 0.5, 3)
     with pytest.raises(MgpoError, match="sampling must be a JSON object"):
         make_backend("openai", "m", base_url=srv.url, sampling="temperature=0.5")
+
+
+def test_without_a_cap_the_request_carries_the_default_output_cap(scripted) -> None:
+    """hf and vllm cap a turn at 8192 tokens by default; a server left to its own default may run to its context."""
+    from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS
+
+    srv = scripted()
+    OpenAIBackend("m", base_url=srv.url).generate([Request(one_request().messages, 0, 0)])
+    assert srv.posts[-1]["max_tokens"] == DEFAULT_MAX_NEW_TOKENS
+
+
+def test_a_json_list_error_body_fails_only_its_own_requests(scripted) -> None:
+    srv = scripted([400, 200, 400])
+    srv.error_body = [{"message": "bad request, as a list"}]
+    backend = OpenAIBackend("m", base_url=srv.url, concurrency=1, max_retries=0)
+    gens = backend.generate([one_request("a"), one_request("b"), one_request("c")])
+    assert [g.error is None for g in gens] == [False, True, False]
+    assert "HTTP 400" in gens[0].error and "bad request, as a list" in gens[0].error
+
+
+def test_a_failed_start_closes_the_client(scripted, monkeypatch) -> None:
+    srv = scripted()
+    srv.models_body = {"data": []}  # alive, but lists no model
+    closed = []
+    monkeypatch.setattr("httpx.Client.close", lambda self: closed.append(True))
+    with pytest.raises(MgpoError, match="cannot list the served models"):
+        OpenAIBackend(None, base_url=srv.url)
+    assert closed
