@@ -51,6 +51,9 @@ def load_image(
     """
     if mode not in IMAGE_MODES:
         raise ValueError(f"image mode must be one of {', '.join(IMAGE_MODES)}; got {mode!r}")
+    if not isinstance(source, Image.Image | str | Path | bytes):
+        what = "no image" if source is None else f"an image of type {type(source).__name__}"
+        raise ImageError(f"<image>: got {what}; give an image file path, bytes or a PIL image")
     name = "<image>" if isinstance(source, Image.Image | bytes) else str(source)
     if isinstance(source, Image.Image):
         image = source

@@ -10,6 +10,7 @@ data, an ``image`` column. Both the lmms-eval tasks and the mgpo model read this
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def decode_image(value: Any, base_dir: Path | None = None) -> Image.Image | str 
         return Image.open(io.BytesIO(value))
     text = str(value)
     if len(text) > 1024 and not Path(text[:255]).suffix:  # base64 (MME-RealWorld, HR-Bench)
-        return Image.open(io.BytesIO(base64.b64decode(text)))
+        return Image.open(io.BytesIO(base64.b64decode(text, validate=True)))
     path = Path(text)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
@@ -85,6 +86,8 @@ def read_local_rows(path: str | Path) -> tuple[list[dict[str, Any]], Path]:
         except Exception as exc:
             raise MgpoError(f"{file}: cannot read parquet ({str(exc).splitlines()[0][:120]})") from exc
         rows = [{k: _plain(v) for k, v in r.items()} for r in frame.to_dict(orient="records")]
+    elif file.suffix == ".json":
+        rows = _json_rows(file)
     else:
         rows = []
         for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
@@ -96,6 +99,30 @@ def read_local_rows(path: str | Path) -> tuple[list[dict[str, Any]], Path]:
     if not rows:
         raise MgpoError(f"{file}: no rows")
     return rows, file.parent
+
+
+def _json_rows(file: Path) -> list[dict[str, Any]]:
+    """A .json data file: one array of row objects (a JSONL file holds one object per line instead)."""
+    import json
+
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MgpoError(
+            f"{file}: not valid JSON ({getattr(exc, 'msg', exc)}); give an array of rows, or JSONL"
+        ) from exc
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise MgpoError(
+            f"{file}: a .json data file must hold an array of row objects; or give one row per line as .jsonl"
+        )
+    return data
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
 
 
 def _plain(value: Any) -> Any:
@@ -117,8 +144,14 @@ def to_doc(record: Record, base_dir: Path | None = None) -> dict[str, Any]:
         "category": record.category,
         "gt_boxes": [list(b) for b in record.gt_boxes],
         "option_order": list(record.option_order),
+        "image_error": "",  # in every doc: a datasets table takes its columns from the rows
     }
-    image = decode_image(record.image, base_dir)
+    try:
+        image = decode_image(record.image, base_dir)
+    except (OSError, ValueError, binascii.Error) as exc:
+        # one corrupt embedded image fails its own sample (recorded as an input error), not the whole task
+        image = None
+        doc["image_error"] = f"sample {record.id}: cannot decode its embedded image ({_short(exc)})"
     doc["image_path"] = image if isinstance(image, str) else ""
     if isinstance(image, Image.Image):
         doc["image"] = image

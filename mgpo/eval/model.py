@@ -53,8 +53,12 @@ def union_box(boxes: list[list[float]]) -> list[float] | None:
 def doc_sample(doc: dict[str, Any], request_args: tuple, sample_id: str) -> Sample:
     """A Sample from an mgpo_* doc (question and options apart)."""
     if {"question", "options", "answer", "image_path"} <= set(doc):
+        if doc.get("image_error"):
+            raise MgpoError(doc["image_error"])
         image = doc.get("image")
         image = image if isinstance(image, Image.Image) else doc["image_path"]
+        if not image:
+            raise MgpoError(f"sample {sample_id}: the doc has no image (neither an embedded image nor a path)")
         boxes = [list(b) for b in doc.get("gt_boxes") or []]
         meta = {"category": doc.get("category"), "gt_boxes": boxes, "option_order": list(doc.get("option_order") or [])}
         return Sample(image, doc["question"], list(doc["options"]), doc["answer"], sample_id, union_box(boxes), meta)

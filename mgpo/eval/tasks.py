@@ -104,6 +104,7 @@ def build_docs(family: str, category: str | None = None):
             "gt_boxes": datasets.Sequence(datasets.Sequence(datasets.Value("float64"))),
             "option_order": datasets.Sequence(datasets.Value("int64")),
             "image_path": datasets.Value("string"),
+            "image_error": datasets.Value("string"),
             "image": datasets.Image(),
         }
     )
