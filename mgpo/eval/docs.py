@@ -38,7 +38,7 @@ def decode_image(value: Any, base_dir: Path | None = None) -> Image.Image | str 
         return Image.open(io.BytesIO(value))
     text = str(value)
     if len(text) > 1024 and not Path(text[:255]).suffix:  # base64 (MME-RealWorld, HR-Bench)
-        return Image.open(io.BytesIO(base64.b64decode(text, validate=True)))
+        return Image.open(io.BytesIO(base64.b64decode(text)))
     path = Path(text)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
