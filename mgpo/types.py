@@ -120,7 +120,7 @@ class Trajectory:
         turn_fields = {f.name for f in fields(Turn)}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["turns"] = [Turn(**{k: v for k, v in t.items() if k in turn_fields}) for t in data.get("turns", [])]
-        if "response" not in data:  # version 1 stored no response: its final turn is the text that was scored
+        if not isinstance(data.get("response"), str):  # version 1 stored none: its final turn is what was scored
             kwargs["response"] = kwargs["turns"][-1].output if kwargs["turns"] else ""
         return cls(**kwargs)
 
