@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from mgpo import imaging
+from mgpo.episode import crop_original
 from mgpo.types import Trajectory
 
 TURN_COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
@@ -15,7 +15,7 @@ GT_COLOUR = (255, 225, 25)
 
 def crops(traj: Trajectory, original: Image.Image) -> list[tuple[int, Image.Image]]:
     """(turn number, crop) for every turn whose box was cropped, cut from the original as the engine did."""
-    return [(i + 1, imaging.crop(original, t.box_original)) for i, t in enumerate(traj.turns) if t.box_original]
+    return [(i + 1, crop_original(original, t.box_original)) for i, t in enumerate(traj.turns) if t.box_original]
 
 
 def overlay(traj: Trajectory, original: Image.Image, max_side: int = 2048) -> Image.Image:

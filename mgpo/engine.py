@@ -1,8 +1,10 @@
 """The multi-turn grounding loop, written once for infer, eval and train.
 
-Runs a batch turn by turn: every live sample's turn in one backend call, then the system's step for each (parse the
-box, validate, map, crop the ORIGINAL image, build the next user message). A sample stops once it has answered (from
-turn 2 on) or reached ``max_turns``. The engine knows nothing about tokenisation; backends do.
+Runs a batch turn by turn: every live sample's turn in one backend call, then the system's step for each
+(mgpo.episode.Episode: parse the box, validate, map, crop the ORIGINAL image, build the next user message). A sample
+stops once it has answered (from turn 2 on) or reached ``max_turns``. The engine adds what a batch needs around the
+episode: loading images, chunking, token counts and caps, per-sample errors, scoring and the trajectory record. It
+knows nothing about tokenisation; backends do.
 """
 
 from __future__ import annotations
@@ -10,77 +12,29 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from PIL import Image
-
-from mgpo import grounding, imaging, protocol
-from mgpo.answers import last_boxed
+from mgpo import imaging, protocol
 from mgpo.backends.base import Backend, Generation, Request
+from mgpo.episode import Episode
 from mgpo.errors import MgpoError
 from mgpo.protocol import ProtocolConfig
 from mgpo.scoring import score_response
 from mgpo.types import Sample, Trajectory, Turn
 
 MAX_LOAD_THREADS = 8
-NO_BOX = "no box found (needs a ```json block with bbox_2d [x1, y1, x2, y2] and a label)"
+DEFAULT_BATCH_SIZE = 8  # samples in flight when neither the caller nor the backend says
 
 
 @dataclass
-class GroundingStep:
-    """What the system does with one turn's output: the box, the next image, or why it fell back."""
-
-    kept_text: str  # the turn as it stays in the conversation (cut after the JSON block)
-    box_model: list[float] | None = None
-    box_original: list[int] | None = None
-    fallback: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def cropped(self) -> bool:
-        return self.box_original is not None
-
-
-def ground(text: str, frame: tuple[int, int], region: list[int], cfg: ProtocolConfig) -> GroundingStep:
-    """Parse, validate and map one turn's box (spec §2). Pure: no images, no model."""
-    parsed = grounding.parse_box(text, lenient=cfg.lenient)
-    if parsed is None:
-        return GroundingStep(text, fallback=NO_BOX)
-    step = GroundingStep(text[: parsed.end], box_model=parsed.box.as_list(), notes=list(parsed.notes))
-    box = grounding.to_frame_pixels(parsed.box, frame, cfg.coords)
-    reason = grounding.check_box(box, frame)
-    if reason and cfg.box_policy == "clamp":
-        clamped = grounding.clamp_box(box, frame)
-        if clamped is not None:
-            step.notes.append(f"clamped: {reason}")
-            box, reason = clamped, None
-    if reason:
-        step.fallback = reason
-        return step
-    step.box_original = grounding.map_to_original(box, frame, region)
-    if grounding.crop_is_degenerate(step.box_original):
-        step.notes.append(
-            f"crop {step.box_original} is {grounding.CROP_GUARD_ASPECT}:1 or more: showing the whole image"
-        )
-        step.box_original = list(region)
-    return step
-
-
-@dataclass
-class Episode:
-    """One sample in flight: its original image, the conversation so far, and what is shown now."""
+class InFlight:
+    """The engine's bookkeeping for one sample: its Episode (the protocol's state), its record, its token counts."""
 
     index: int
     sample: Sample
     trajectory: Trajectory
-    original: Image.Image | None = None
-    full_view: Image.Image | None = None  # the pre-resized original: turn 1's image and the fallback image
-    view: Image.Image | None = None
-    region: list[int] = field(default_factory=list)  # original-pixel region the current view shows
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)
+    episode: Episode | None = None  # None when the input could not be loaded
     done: bool = False
     first_prompt_tokens: int | None = None  # where the response starts, when the backend counts tokens
     output_tokens: int | None = 0  # the model's tokens so far; None once a turn went uncounted
@@ -96,57 +50,77 @@ class Engine:
         self.max_image_pixels = max_image_pixels or imaging.DEFAULT_MAX_IMAGE_PIXELS
 
     def run(
-        self, samples: Sequence[Sample], on_done: Callable[[int, Trajectory], None] | None = None
+        self,
+        samples: Sequence[Sample],
+        on_done: Callable[[int, Trajectory], None] | None = None,
+        batch_size: int | None = None,
     ) -> list[Trajectory]:
-        """Run every sample to completion; ``on_done(i, trajectory)`` fires as each one finishes."""
-        episodes = self._start_all(samples)
-        finished: set[int] = set()
+        """Run every sample to completion; ``on_done(i, trajectory)`` fires as each one finishes.
 
-        def finish(ep: Episode) -> None:
-            if ep.index in finished:
-                return
-            finished.add(ep.index)
-            self._score(ep)
-            ep.original = ep.full_view = ep.view = None  # free the pixels as soon as a sample is done
-            if on_done:
-                on_done(ep.index, ep.trajectory)
-
-        for ep in episodes:
-            if ep.done:
-                finish(ep)
-        for turn in range(self.config.max_turns):
-            live = [ep for ep in episodes if not ep.done]
-            if not live:
-                break
-            generations = self._generate(live, turn)
-            for ep, gen in zip(live, generations, strict=True):
-                try:
-                    self._advance(ep, turn, gen)
-                except Exception as exc:  # a bug or odd image on one sample must not sink the batch
-                    ep.trajectory.error = f"internal error on turn {turn + 1}: {_one_line(exc)}"
-                    ep.trajectory.error_kind = "internal"
-                    ep.done = True
-                if ep.done:
-                    finish(ep)
-        for ep in episodes:
-            ep.done = True
-            finish(ep)
-        return [ep.trajectory for ep in episodes]
+        Samples run in chunks of ``batch_size`` (default: the backend's ``batch_size`` where it has one, else
+        DEFAULT_BATCH_SIZE), one backend call per turn per chunk. The chunking is here and nowhere else (not in the
+        callers, not in the backends) because the engine is what holds the decoded images: only one chunk's
+        originals and views are in memory at a time, whatever the number of samples a caller hands over."""
+        size = max(1, int(batch_size or getattr(self.backend, "batch_size", None) or DEFAULT_BATCH_SIZE))
+        out: list[Trajectory] = []
+        for start in range(0, len(samples), size):
+            out.extend(self._run_chunk(samples[start : start + size], start, on_done))
+        return out
 
     def run_one(self, sample: Sample) -> Trajectory:
+        """Run one sample; its trajectory."""
         return self.run([sample])[0]
 
     # -----------------------------------------------------------------------------------------------------------
 
-    def _start_all(self, samples: Sequence[Sample]) -> list[Episode]:
+    def _run_chunk(
+        self, samples: Sequence[Sample], offset: int, on_done: Callable[[int, Trajectory], None] | None
+    ) -> list[Trajectory]:
+        flights = self._start_all(samples, offset)
+        finished: set[int] = set()
+
+        def finish(f: InFlight) -> None:
+            if f.index in finished:
+                return
+            finished.add(f.index)
+            self._score(f)
+            if f.episode is not None:
+                f.episode.release()  # free the pixels as soon as a sample is done
+            if on_done:
+                on_done(f.index, f.trajectory)
+
+        for f in flights:
+            if f.done:
+                finish(f)
+        for turn in range(self.config.max_turns):
+            live = [f for f in flights if not f.done]
+            if not live:
+                break
+            generations = self._generate(live, turn)
+            for f, gen in zip(live, generations, strict=True):
+                try:
+                    self._advance(f, turn, gen)
+                except Exception as exc:  # a bug or odd image on one sample must not sink the batch
+                    f.trajectory.error = f"internal error on turn {turn + 1}: {_one_line(exc)}"
+                    f.trajectory.error_kind = "internal"
+                    f.done = True
+                if f.done:
+                    finish(f)
+        for f in flights:
+            f.done = True
+            finish(f)
+        return [f.trajectory for f in flights]
+
+    def _start_all(self, samples: Sequence[Sample], offset: int) -> list[InFlight]:
         """Load and pre-resize every image; in threads, since Pillow decodes without holding the GIL (4K PNG ~0.3 s)."""
         workers = min(len(samples), os.cpu_count() or 1, MAX_LOAD_THREADS)
+        indices = range(offset, offset + len(samples))
         if workers <= 1:
-            return [self._start(i, s) for i, s in enumerate(samples)]
+            return [self._start(i, s) for i, s in zip(indices, samples, strict=True)]
         with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(self._start, range(len(samples)), samples))
+            return list(pool.map(self._start, indices, samples))
 
-    def _start(self, index: int, sample: Sample) -> Episode:
+    def _start(self, index: int, sample: Sample) -> InFlight:
         cfg = self.config
         traj = Trajectory(
             question=sample.question,
@@ -159,26 +133,21 @@ class Engine:
             protocol=cfg.to_dict(),
             meta=dict(sample.meta),
         )
-        ep = Episode(index, sample, traj)
+        flight = InFlight(index, sample, traj)
         try:
-            ep.original = imaging.load_image(sample.image, self.max_image_pixels, cfg.image_mode)
-            ep.full_view = imaging.pre_resize(ep.original, cfg.min_pixels, cfg.max_pixels, cfg.resampling)
-            imaging.check_shape(ep.full_view.size)
+            original = imaging.load_image(sample.image, self.max_image_pixels, cfg.image_mode)
+            flight.episode = Episode(original, sample.question, list(sample.choices), cfg)
         except MgpoError as exc:
             traj.error, traj.error_kind = str(exc), "input"
-            ep.done = True
-            return ep
-        ep.view = ep.full_view
-        ep.region = [0, 0, *ep.original.size]
-        ep.messages = protocol.first_turn_messages(cfg, ep.view, sample.question, list(sample.choices))
-        return ep
+            flight.done = True
+        return flight
 
-    def _generate(self, live: list[Episode], turn: int) -> list[Generation]:
-        keys = [ep.sample.meta.get("seed_key", ep.sample.id) for ep in live]  # per-sample sampling seeds
-        requests = [
-            Request(ep.messages, ep.index, turn, ep.sample.id, self._turn_budget(ep), key)
-            for ep, key in zip(live, keys, strict=True)
-        ]
+    def _generate(self, live: list[InFlight], turn: int) -> list[Generation]:
+        keys = [f.sample.meta.get("seed_key", f.sample.id) for f in live]  # per-sample sampling seeds
+        requests = []
+        for f, key in zip(live, keys, strict=True):
+            assert f.episode is not None
+            requests.append(Request(f.episode.messages, f.index, turn, f.sample.id, self._turn_budget(f), key))
         try:
             generations = self.backend.generate(requests)
             if len(generations) != len(requests):
@@ -189,35 +158,33 @@ class Engine:
         except Exception as exc:
             return [Generation("", error=f"{self.backend.name} backend failed: {_one_line(exc)}") for _ in live]
 
-    def _turn_budget(self, ep: Episode) -> int | None:
+    def _turn_budget(self, f: InFlight) -> int | None:
         """The per-turn cap, lowered so a turn never runs far past the total cap: the model's earlier tokens alone
         bound what the response already holds from below, so nothing that could still fit is cut off."""
         cap, total = self.config.max_new_tokens, self.config.max_response_tokens
-        if not total or not ep.output_tokens:
+        if not total or not f.output_tokens:
             return cap
         per_turn = cap or self.backend.default_max_new_tokens()
-        return max(1, min(per_turn, total - ep.output_tokens))
+        return max(1, min(per_turn, total - f.output_tokens))
 
-    def _count(self, ep: Episode, turn: int, gen: Generation) -> None:
+    def _count(self, f: InFlight, turn: int, gen: Generation) -> None:
         """Track the response's length; mark it cut when it passes the total cap (spec §4)."""
         if turn == 0:
-            ep.first_prompt_tokens = gen.prompt_tokens
-        if gen.output_tokens is None or ep.output_tokens is None:
-            ep.output_tokens = None
+            f.first_prompt_tokens = gen.prompt_tokens
+        if gen.output_tokens is None or f.output_tokens is None:
+            f.output_tokens = None
             return
-        ep.output_tokens += gen.output_tokens
+        f.output_tokens += gen.output_tokens
         total = self.config.max_response_tokens
-        if total and turn >= 1 and gen.prompt_tokens is not None and ep.first_prompt_tokens is not None:
+        if total and turn >= 1 and gen.prompt_tokens is not None and f.first_prompt_tokens is not None:
             # the response = everything after the first prompt: earlier turns, the later user messages, this turn
-            ep.cut = gen.prompt_tokens - ep.first_prompt_tokens + gen.output_tokens > total
+            f.cut = gen.prompt_tokens - f.first_prompt_tokens + gen.output_tokens > total
 
-    def _frame(self, image: Image.Image) -> tuple[int, int]:
-        return imaging.model_frame(image.size, self.config.processor_min_pixels, self.config.processor_max_pixels)
-
-    def _advance(self, ep: Episode, turn: int, gen: Generation) -> None:
-        cfg = self.config
-        assert ep.view is not None and ep.original is not None
-        frame = self._frame(ep.view)
+    def _advance(self, f: InFlight, turn: int, gen: Generation) -> None:
+        """Record the turn as shown and written, then let the episode take its step."""
+        ep = f.episode
+        assert ep is not None
+        frame = ep.frame
         record = Turn(
             prompt=protocol.message_text(ep.messages[-1]),
             output=gen.text,
@@ -228,40 +195,24 @@ class Engine:
             output_tokens=gen.output_tokens or 0,
             seconds=round(gen.seconds, 4),
         )
-        ep.trajectory.turns.append(record)
+        f.trajectory.turns.append(record)
         if gen.error:
-            ep.trajectory.error, ep.trajectory.error_kind = gen.error, "backend"
-            ep.done = True
+            f.trajectory.error, f.trajectory.error_kind = gen.error, "backend"
+            f.done = True
             return
-        self._count(ep, turn, gen)
-        final = cfg.single_turn or turn == cfg.max_turns - 1
-        if final or (turn >= 1 and last_boxed(gen.text) is not None):
-            ep.kept.append(gen.text)
-            ep.done = True
-            return
-        step = ground(gen.text, frame, ep.region, cfg)
-        record.box_model, record.box_original, record.fallback = step.box_model, step.box_original, step.fallback
-        record.parse_note = "; ".join(step.notes) or None
-        ep.kept.append(step.kept_text)
-        if step.cropped:
-            assert step.box_original is not None
-            piece = imaging.crop(ep.original, step.box_original)
-            ep.view = imaging.resize_crop(piece, cfg.crop_min_pixels, cfg.crop_max_pixels, cfg.resampling)
-            ep.region = step.box_original
-        else:
-            ep.view = ep.full_view
-            ep.region = [0, 0, *ep.original.size]
-        next_final = turn + 1 == cfg.max_turns - 1
-        ep.messages = [
-            *ep.messages,
-            protocol.assistant_message(step.kept_text),
-            protocol.followup_message(ep.view, ep.sample.question, list(ep.sample.choices), step.cropped, next_final),
-        ]
+        self._count(f, turn, gen)
+        step = ep.step(gen.text)
+        f.done = ep.done
+        if step is not None:
+            record.box_model, record.box_original, record.fallback = step.box_model, step.box_original, step.fallback
+            record.parse_note = "; ".join(step.notes) or None
 
-    def _score(self, ep: Episode) -> None:
-        traj = ep.trajectory
-        score = score_response(ep.kept, traj.ground_truth, traj.choices, self.config, cut=ep.cut)
-        traj.answer, traj.answer_source = score.answer, score.source if ep.kept else None
+    def _score(self, f: InFlight) -> None:
+        traj = f.trajectory
+        kept = f.episode.kept if f.episode is not None else []
+        score = score_response(kept, traj.ground_truth, traj.choices, self.config, cut=f.cut)
+        traj.response = f.episode.response if f.episode is not None else ""
+        traj.answer, traj.answer_source = score.answer, score.source if kept else None
         traj.correct = score.correct if traj.error is None else (False if traj.ground_truth else None)
 
 

@@ -1,4 +1,5 @@
-"""The box: parse it from model text, validate it in the model frame, map it to original pixels. Pure functions.
+"""The box rule, in one file: parse the box from model text, validate it in the model frame, map it to original
+pixels, and ``ground``, which applies all of it to one turn (spec §2). Pure functions: no images, no model.
 
 Strict parsing is the reference's ``truncate_at_json_bbox`` (spec §2): blocks are the matches of exactly
 ``STRICT_BLOCK``; a block counts when its stripped content decodes to a non-empty list of dicts, and its first entry
@@ -12,11 +13,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mgpo.types import Box
+
+if TYPE_CHECKING:
+    from mgpo.protocol import ProtocolConfig
 
 MIN_BOX_SIDE = 28  # a valid box is strictly wider and taller than this, in model-frame pixels
 MAX_BOX_ASPECT = 100  # and its aspect ratio is strictly below this
@@ -27,6 +32,7 @@ CROP_GUARD_ASPECT = 150  # a mapped crop this elongated is replaced by the whole
 # fence, non-greedy. Its pairing of fences is part of the rule (an unclosed ```json block ends at the next "\n```").
 STRICT_BLOCK = re.compile(r"```json\n([\s\S]*?)\n```")
 _FENCE = re.compile(r"```([A-Za-z0-9_-]*)[ \t]*\n?(.*?)```", re.DOTALL)  # lenient: any fence, any tag, any spacing
+NO_BOX = "no box found (needs a ```json block with bbox_2d [x1, y1, x2, y2] and a label)"
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,50 @@ class ParsedBox:
     label: str | None
     end: int  # index just past the block; text after it is cut from the turn
     notes: tuple[str, ...] = ()
+
+
+@dataclass
+class GroundingStep:
+    """What the system does with one turn's output: the box, the next image, or why it fell back."""
+
+    kept_text: str  # the turn as it stays in the conversation (cut after the JSON block)
+    box_model: list[float] | None = None
+    box_original: list[int] | None = None
+    fallback: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cropped(self) -> bool:
+        """True when the next turn is shown a crop (False: the whole image, on fallback)."""
+        return self.box_original is not None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The rule
+
+
+def ground(text: str, frame: tuple[int, int], region: list[int], cfg: ProtocolConfig) -> GroundingStep:
+    """Parse, validate and map one turn's box (spec §2): ``frame`` is the model frame of the image shown, ``region``
+    the original-pixel part of the original it shows. Pure: no images, no model."""
+    parsed = parse_box(text, lenient=cfg.lenient)
+    if parsed is None:
+        return GroundingStep(text, fallback=NO_BOX)
+    step = GroundingStep(text[: parsed.end], box_model=parsed.box.as_list(), notes=list(parsed.notes))
+    box = to_frame_pixels(parsed.box, frame, cfg.coords)
+    reason = check_box(box, frame)
+    if reason and cfg.box_policy == "clamp":
+        clamped = clamp_box(box, frame)
+        if clamped is not None:
+            step.notes.append(f"clamped: {reason}")
+            box, reason = clamped, None
+    if reason:
+        step.fallback = reason
+        return step
+    step.box_original = map_to_original(box, frame, region)
+    if crop_is_degenerate(step.box_original):
+        step.notes.append(f"crop {step.box_original} is {CROP_GUARD_ASPECT}:1 or more: showing the whole image")
+        step.box_original = list(region)
+    return step
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -228,12 +278,3 @@ def crop_is_degenerate(box: list[int]) -> bool:
     """The reference's crop guard: a mapped crop of 150:1 or more is replaced by the whole original image."""
     w, h = box[2] - box[0], box[3] - box[1]
     return w >= h * CROP_GUARD_ASPECT or h >= w * CROP_GUARD_ASPECT
-
-
-def iou(a: list[float], b: list[float]) -> float:
-    """Intersection over union of two [x1, y1, x2, y2] boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0

@@ -1,4 +1,4 @@
-"""Plain data shared by infer, eval and train: boxes, samples, turns and trajectories.
+"""Plain data shared by infer, eval and train: boxes (and their IoU), samples, turns and trajectories.
 
 The trajectory JSON schema is public (see README, "Trajectory schema"); field names here are that schema.
 Nothing in this module touches images or models.
@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: Trajectory.response stored (version-1 rows derive it from the final turn)
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,15 @@ class Box:
     def of(cls, values: Iterable[float]) -> Box:
         x1, y1, x2, y2 = values
         return cls(x1, y1, x2, y2)
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    """Intersection over union of two [x1, y1, x2, y2] boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 @dataclass
@@ -84,6 +93,7 @@ class Trajectory:
     question: str
     choices: list[str] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
+    response: str = ""  # the scored text: the final kept assistant turn (what the answer is read from)
     answer: str | None = None
     answer_source: str | None = None  # 'boxed', a named strict fallback, or 'none' (see mgpo.answers)
     ground_truth: str | None = None
@@ -110,6 +120,8 @@ class Trajectory:
         turn_fields = {f.name for f in fields(Turn)}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["turns"] = [Turn(**{k: v for k, v in t.items() if k in turn_fields}) for t in data.get("turns", [])]
+        if not isinstance(data.get("response"), str):  # version 1 stored none: its final turn is what was scored
+            kwargs["response"] = kwargs["turns"][-1].output if kwargs["turns"] else ""
         return cls(**kwargs)
 
     @property

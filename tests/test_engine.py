@@ -88,6 +88,25 @@ def test_trajectories_round_trip_through_jsonl(tmp_path: Path) -> None:
     back = read_trajectories(path)
     assert len(back) == 2 and back[0] == traj
     assert Trajectory.from_dict(json.loads(traj.to_json())) == traj
+    assert traj.schema_version == 2 and traj.response == "\\boxed{A}"  # the scored text, stored
+
+
+def test_version_1_trajectories_still_read_their_response_from_the_final_turn() -> None:
+    row = {"question": "q?", "choices": ["a", "b"], "answer": "A", "schema_version": 1,
+           "turns": [{"prompt": "p", "output": "box"}, {"prompt": "p", "output": "so \\boxed{A}"}]}  # fmt: skip
+    traj = Trajectory.from_dict(row)
+    assert traj.response == "so \\boxed{A}" and traj.schema_version == 1
+    assert Trajectory.from_dict({**row, "turns": []}).response == ""
+
+
+def test_samples_run_in_chunks_of_the_batch_size_with_their_global_index() -> None:
+    samples = [Sample(Image.new("RGB", (600, 500)), f"q{i}?", ["a", "b"], "A") for i in range(5)]
+    backend = Counting([{"turns": [box_text([10, 10, 300, 300]), f"\\boxed{{{'AB'[i % 2]}}}"]} for i in range(5)])
+    done: list[int] = []
+    trajs = Engine(backend).run(samples, on_done=lambda i, t: done.append(i), batch_size=2)
+    # one backend call per turn per chunk; position-keyed responses still match across chunks
+    assert backend.calls == [[(0, 0), (1, 0)], [(0, 1), (1, 1)], [(2, 0), (3, 0)], [(2, 1), (3, 1)], [(4, 0)], [(4, 1)]]
+    assert sorted(done) == list(range(5)) and [t.correct for t in trajs] == [True, False, True, False, True]
 
 
 class TokenCounts(ScriptedBackend):

@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mgpo import imaging
-from mgpo.engine import ground
-from mgpo.grounding import check_box, clamp_box, map_to_original, parse_box, to_frame_pixels
+from mgpo.grounding import check_box, clamp_box, ground, map_to_original, parse_box, to_frame_pixels
 from mgpo.protocol import ProtocolConfig
 from mgpo.types import Box
 

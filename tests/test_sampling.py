@@ -34,8 +34,10 @@ def test_hf_sampling_is_per_sample_whatever_the_batch(tiny_model_dir) -> None:
     from mgpo.backends.hf import HFBackend
 
     def texts(batch_size: int, seed: int, requests: list[Request]) -> list[str]:
-        be = HFBackend(str(tiny_model_dir), device="cpu", batch_size=batch_size, decoding=Sampling(1.0, 1.0, seed))
-        return [g.text for g in be.generate(requests)]
+        # the engine sizes the batches: here, calls of batch_size requests each
+        be = HFBackend(str(tiny_model_dir), device="cpu", decoding=Sampling(1.0, 1.0, seed))
+        calls = [requests[i : i + batch_size] for i in range(0, len(requests), batch_size)]
+        return [g.text for call in calls for g in be.generate(call)]
 
     requests = _requests(3)
     one, three = texts(1, 0, requests), texts(3, 0, requests)

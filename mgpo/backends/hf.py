@@ -4,9 +4,10 @@ Batched, left-padded ``generate``; greedy unless sampling is asked for; vision s
 placeholder can never desynchronise image features; ``mm_token_type_ids`` from the processor passed through so
 M-RoPE gets real 3-D positions.
 
-Speed: requests are batched by length; the vision encoder's output for an image is cached by image object, so turn 2
-(which shows turn 1's full image again, next to the crop) encodes only the new image; SDPA attention (flash-attention
-2 on CUDA when installed); the model stays on its device.
+Speed: each call's requests run as one batch (the engine sizes it: ``batch_size`` samples in flight); the vision
+encoder's output for an image is cached by image object, so turn 2 (which shows turn 1's full image again, next to
+the crop) encodes only the new image; SDPA attention (flash-attention 2 on CUDA when installed); the model stays on
+its device.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class HFBackend:
 
         self.model_id = model_id
         self.device = resolve_device(device)
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = max(1, int(batch_size))  # read by the engine: how many samples it runs at once
         from mgpo.backends.options import options_dict
 
         self.sampling = options_dict(sampling, "sampling")
@@ -150,24 +151,19 @@ class HFBackend:
     # -----------------------------------------------------------------------------------------------------------
 
     def generate(self, requests: list[Request]) -> list[Generation]:
-        results: list[Generation | None] = [None] * len(requests)
-        # similar lengths batch together: less padding, and the longest prompts run first
-        order = sorted(range(len(requests)), key=lambda i: -_length_hint(requests[i]))
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            try:
-                outs = self._generate_batch([requests[i] for i in chunk])
-            except Exception:
-                # isolate the failure: one bad sample must not take the others' answers with it
-                outs = []
-                for i in chunk:
-                    try:
-                        outs.extend(self._generate_batch([requests[i]]))
-                    except Exception as exc:
-                        outs.append(Generation("", error=f"generation failed: {_one_line(exc)}"))
-            for i, gen in zip(chunk, outs, strict=True):
-                results[i] = gen
-        return [r for r in results if r is not None]
+        """One padded batch of all ``requests``. The engine sizes it (``batch_size`` is its default chunk): it
+        chunks because it holds the decoded images, so this backend never splits a call again."""
+        try:
+            return self._generate_batch(list(requests))
+        except Exception:
+            # isolate the failure: one bad sample must not take the others' answers with it
+            outs = []
+            for req in requests:
+                try:
+                    outs.extend(self._generate_batch([req]))
+                except Exception as exc:
+                    outs.append(Generation("", error=f"generation failed: {_one_line(exc)}"))
+            return outs
 
     def _install_vision_cache(self) -> None:
         """Route the model's vision encoder through the cache (models whose base exposes get_image_features)."""
@@ -425,17 +421,6 @@ def _until_eos(ids: list[int], eos: set[int], pad: int) -> list[int]:
         if t in eos or t == pad:
             return ids[:i]
     return ids
-
-
-def _length_hint(req: Request) -> int:
-    total = 0
-    for m in req.messages:
-        for part in m["content"]:
-            if part["type"] == "text":
-                total += len(part["text"])
-            else:
-                total += part["image"].width * part["image"].height // 784  # ~ its visual tokens
-    return total
 
 
 def _one_line(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from mgpo.grounding import iou
+from mgpo.types import iou
 
 Z95 = 1.959963984540054
 

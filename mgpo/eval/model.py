@@ -1,10 +1,12 @@
 """The lmms-eval chat model ``mgpo``: each request runs through mgpo's Engine (multi-turn grounding, any backend).
 
-lmms-eval hands over all requests of a task at once; they are run in chunks of ``batch_size`` samples (one backend
-call per turn per chunk), and each finished sample is recorded at once (see mgpo.eval.record), so a killed run
-resumes where it stopped. mgpo_* task docs carry the question and options separately, as the protocol needs
-(choices only in turn 2). Requests from other tasks (lmms-eval's own ``vstar_bench``, ...) are refused with one line
-naming the matching mgpo_* task: their prompt carries the options and their scorers misread \\boxed{} answers.
+lmms-eval hands over all requests of a task at once; they go to the engine together, which runs them in chunks of
+``batch_size`` samples (one backend call per turn per chunk), and each finished sample is recorded at once (see
+mgpo.eval.record), so a killed run resumes where it stopped. What lmms-eval gets back is the engine's stored
+``Trajectory.response`` with its score; nothing here parses model text. mgpo_* task docs carry the question and
+options separately, as the protocol needs (choices only in turn 2). Requests from other tasks (lmms-eval's own
+``vstar_bench``, ...) are refused with one line naming the matching mgpo_* task: their prompt carries the options
+and their scorers misread \\boxed{} answers.
 """
 
 from __future__ import annotations
@@ -31,17 +33,17 @@ _INT_ARGS = ("max_turns", "min_pixels", "max_pixels", "crop_min_pixels", "crop_m
 
 
 def response_text(traj: Trajectory) -> ScoredResponse:
-    """What lmms-eval gets for a sample: the final turn (the only one scoring reads, spec §5), carrying the engine's
-    own score of it, so the task's scorer uses the run's --scoring and lmms-eval's numbers equal results.json's."""
-    text = "" if traj.error or not traj.turns else traj.turns[-1].output
+    """What lmms-eval gets for a sample: the engine's scored text (``Trajectory.response``, the final turn, spec §5),
+    or "" for a failed sample, carrying the engine's own score of it, so the task's scorer uses the run's --scoring
+    and lmms-eval's numbers equal results.json's."""
+    text = "" if traj.error else traj.response
     return ScoredResponse(text, Score(traj.answer, traj.answer_source or "none", traj.correct))
 
 
 def recorded_response(row: dict[str, Any]) -> ScoredResponse:
-    """A recorded row's response with its score, for --resume."""
-    traj = row.get("trajectory") or {}
-    score = Score(traj.get("answer"), traj.get("answer_source") or "none", traj.get("correct"))
-    return ScoredResponse(row.get("response") or "", score)
+    """A recorded row's response with its score, for --resume: read from its trajectory as stored (a version-1 row,
+    which stored no response, gives its final turn)."""
+    return response_text(Trajectory.from_dict(row["trajectory"]))
 
 
 def union_box(boxes: list[list[float]]) -> list[float] | None:
@@ -161,20 +163,18 @@ class MgpoModel(lmms):
             pending.append((i, key, sample))
         if self.recorder and self.recorder.on_total:
             self.recorder.on_total(len(pending))
-        step = self.batch_size_per_gpu
-        for start in range(0, len(pending), step):
-            chunk = pending[start : start + step]
 
-            def on_done(j: int, traj: Trajectory, chunk=chunk) -> None:
-                i, key, sample = chunk[j]
-                if sample.meta.get("doc_error"):
-                    traj.error, traj.error_kind = sample.meta["doc_error"], "input"
-                    traj.correct, traj.answer = (False if traj.ground_truth else None), None
-                results[i] = response_text(traj)
-                if self.recorder:
-                    self.recorder.write(self._row(key, sample, traj, results[i]))
+        def on_done(j: int, traj: Trajectory) -> None:  # each sample recorded as it finishes: a kill loses none
+            i, key, sample = pending[j]
+            if sample.meta.get("doc_error"):
+                traj.error, traj.error_kind = sample.meta["doc_error"], "input"
+                traj.correct, traj.answer = (False if traj.ground_truth else None), None
+            results[i] = response_text(traj)
+            if self.recorder:
+                self.recorder.write(self._row(key, sample, traj, results[i]))
 
-            self.engine.run([s for _, _, s in chunk], on_done=on_done)
+        # the engine chunks (one place, bounded memory): batch_size samples in flight, one backend call per turn
+        self.engine.run([s for _, _, s in pending], on_done=on_done, batch_size=self.batch_size_per_gpu)
         return [r if r is not None else "" for r in results]
 
     def _row(self, key: dict[str, Any], sample: Sample, traj: Trajectory, response: str) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from mgpo.answers import last_boxed
-from mgpo.grounding import iou
 from mgpo.protocol import ProtocolConfig
 from mgpo.scoring import score_response
+from mgpo.types import iou
 
 REWARDS = ("accuracy", "format", "grounding")
 
@@ -35,8 +35,8 @@ def assistant_turns(completion: Any) -> list[str]:
     return texts
 
 
-def response_text(completion: Any) -> str:
-    """The model's own text of a completion: every assistant turn, joined."""
+def joined_assistant_turns(completion: Any) -> str:
+    """Every assistant turn of a completion, joined with newlines (not the scored response: that is the final turn)."""
     return "\n".join(assistant_turns(completion))
 
 
@@ -49,14 +49,17 @@ def make_accuracy_reward(cfg: ProtocolConfig | None = None) -> Callable[..., lis
         answer: list[str],
         choices: list[list[str]] | None = None,
         mgpo_turn2_cut: list[bool] | None = None,
+        mgpo_response: list[str] | None = None,
         **_: Any,
     ) -> list[float]:
-        """1.0 when the final turn's answer grades equal to the ground truth, else 0.0."""
+        """1.0 when the final turn's answer grades equal to the ground truth, else 0.0. The MGPO rollout hands over
+        its episodes' scored text (``mgpo_response``); a plain completion (the one-turn baseline) is read directly."""
         out = []
         for i, completion in enumerate(completions):
             opts = choices[i] if choices is not None else None
             cut = bool(mgpo_turn2_cut[i]) if mgpo_turn2_cut is not None else False
-            score = score_response(assistant_turns(completion), answer[i], opts, cfg, cut=cut)
+            turns = [mgpo_response[i]] if mgpo_response is not None else assistant_turns(completion)
+            score = score_response(turns, answer[i], opts, cfg, cut=cut)
             out.append(1.0 if score.correct else 0.0)
         return out
 
@@ -70,7 +73,7 @@ def format_reward(completions: list, mgpo_box_valid: list[bool] | None = None, *
     """0.5 for a valid turn-1 box (multi-turn only) plus 0.5 for a final \\boxed{} answer."""
     out = []
     for i, completion in enumerate(completions):
-        score = 0.5 if last_boxed(response_text(completion)) is not None else 0.0
+        score = 0.5 if last_boxed(joined_assistant_turns(completion)) is not None else 0.0
         if mgpo_box_valid is not None and mgpo_box_valid[i]:
             score += 0.5
         out.append(score)

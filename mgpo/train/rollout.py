@@ -1,6 +1,7 @@
 """Token-level pieces of an MGPO rollout: cutting a sampled turn 1, building the turn-2 user message as token ids,
-and the loss mask. The protocol decisions themselves (parse, validate, map, crop, prompt texts) are the engine's
-(mgpo.engine.ground, mgpo.protocol, mgpo.imaging); this module only turns them into ids.
+and the loss mask. The protocol itself (parse, validate, map, crop or fall back, the next message, the scored text)
+is mgpo.episode.Episode, the same object the engine drives for infer and eval; this module only turns its decisions
+into ids.
 
 Mask convention (spec §5): 1 on the model's tokens of both turns, turn 1's closing end-of-turn token included; 0 on
 the turn-2 user message with all of its image tokens. Caps (spec §4), as the reference applies them: a turn that hit
@@ -15,22 +16,16 @@ from typing import Any
 
 from PIL import Image
 
-from mgpo import imaging, protocol
-from mgpo.engine import GroundingStep, ground
-from mgpo.protocol import ProtocolConfig
+from mgpo.episode import Episode
+from mgpo.grounding import GroundingStep
 
 
 @dataclass
-class Episode:
-    """One rollout's state: the images, the protocol's decisions and the token segments with their masks."""
+class Rollout:
+    """One sampled rollout: its Episode (the protocol's state) and the token segments with their masks."""
 
-    original: Image.Image
-    full_view: Image.Image  # pre-resized original: turn 1's image and the fallback image
-    question: str
-    choices: list[str]
-    messages: list[dict[str, Any]] = field(default_factory=list)  # turn-1 prompt messages
-    step: GroundingStep | None = None
-    view: Image.Image | None = None  # the turn-2 image: the crop, or full_view on fallback
+    episode: Episode
+    step: GroundingStep | None = None  # what the system did with turn 1
     turn1_ids: list[int] = field(default_factory=list)
     turn1_mask: list[int] = field(default_factory=list)
     turn1_logprobs: list[float | None] = field(default_factory=list)
@@ -39,6 +34,20 @@ class Episode:
     turn2_logprobs: list[float | None] = field(default_factory=list)
     turn2_skipped: bool = False  # no room left in the completion budget for the turn-2 message
     turn2_cut: bool = False  # turn 2 ran past the total cap: mask 0, reward 0
+
+    @property
+    def original(self) -> Image.Image:
+        return self.episode.original
+
+    @property
+    def full_view(self) -> Image.Image:
+        """Turn 1's image (the pre-resized original)."""
+        return self.episode.full_view
+
+    @property
+    def view(self) -> Image.Image | None:
+        """The turn-2 image: the crop, or the full view on fallback; None before turn 1 is grounded."""
+        return self.episode.view if self.step is not None else None
 
     @property
     def over_total_cap(self) -> bool:
@@ -68,39 +77,20 @@ class Episode:
         return ids, mask, logprobs
 
 
-def start_episode(original: Image.Image, question: str, choices: list[str], cfg: ProtocolConfig) -> Episode:
-    """Pre-resize the original as the protocol does and build the turn-1 messages."""
-    full_view = imaging.pre_resize(original, cfg.min_pixels, cfg.max_pixels, cfg.resampling)
-    imaging.check_shape(full_view.size)
-    ep = Episode(original, full_view, question, list(choices))
-    ep.messages = protocol.first_turn_messages(cfg, full_view, question, list(choices))
-    return ep
-
-
-def model_frame(image: Image.Image, cfg: ProtocolConfig) -> tuple[int, int]:
-    return imaging.model_frame(image.size, cfg.processor_min_pixels, cfg.processor_max_pixels)
-
-
 def finish_turn1(
-    ep: Episode,
-    ids: list[int],
-    logprobs: list[float] | None,
-    tokenizer: Any,
-    eos_ids: list[int],
-    end_of_turn: int,
-    cfg: ProtocolConfig,
+    ro: Rollout, ids: list[int], logprobs: list[float] | None, tokenizer: Any, eos_ids: list[int], end_of_turn: int
 ) -> None:
-    """Ground turn 1 with the engine's rules, cut its sampled tokens after the box block, and pick the turn-2 view.
+    """Let the episode take its step on turn 1, then cut the sampled tokens after the box block.
 
     A turn 1 without an end-of-turn token (its cap reached) has its last token replaced by <|im_end|>, mask 1, before
     it is parsed: the reference's rule (spec §4)."""
     ended = bool(ids) and ids[-1] in eos_ids
     content = list(ids[:-1])  # without its end-of-turn token, or without the last token that <|im_end|> replaces
     content_lp: list[float | None] = list(logprobs[: len(content)]) if logprobs is not None else [None] * len(content)
-    text = tokenizer.decode(content, skip_special_tokens=True)
-    frame = model_frame(ep.full_view, cfg)
-    step = ground(text, frame, [0, 0, *ep.original.size], cfg)
-    ep.step = step
+    step = ro.episode.step(tokenizer.decode(content, skip_special_tokens=True))
+    if step is None:
+        raise RuntimeError("turn 1 answered: the training rollout needs the two-turn protocol (max_turns=2)")
+    ro.step = step
     if step.box_model is None:  # no box: the turn stays as sampled
         kept, kept_lp = content, content_lp
     else:
@@ -109,29 +99,33 @@ def finish_turn1(
         closer, closer_lp = ids[-1], (logprobs[len(content)] if logprobs is not None else None)
     else:
         closer, closer_lp = end_of_turn, None
-    ep.turn1_ids = [*kept, closer]
-    ep.turn1_mask = [1] * (len(kept) + 1)
-    ep.turn1_logprobs = [*kept_lp, closer_lp]
-    if step.cropped:
-        assert step.box_original is not None
-        piece = imaging.crop(ep.original, step.box_original)
-        ep.view = imaging.resize_crop(piece, cfg.crop_min_pixels, cfg.crop_max_pixels, cfg.resampling)
-    else:
-        ep.view = ep.full_view
+    ro.turn1_ids = [*kept, closer]
+    ro.turn1_mask = [1] * (len(kept) + 1)
+    ro.turn1_logprobs = [*kept_lp, closer_lp]
 
 
-def finish_turn2(ep: Episode, ids: list[int], logprobs: list | None, room: int, eos_ids: list[int], end_of_turn: int):
+def finish_turn2(
+    ro: Rollout,
+    ids: list[int],
+    logprobs: list | None,
+    room: int,
+    eos_ids: list[int],
+    end_of_turn: int,
+    tokenizer: Any,
+) -> None:
     """Apply the caps to a sampled turn 2 (spec §4): past the ``room`` the total cap leaves, it is cut (mask 0,
-    reward 0); stopped by the per-turn cap short of that, its last token becomes <|im_end|> (mask 1)."""
+    reward 0); stopped by the per-turn cap short of that, its last token becomes <|im_end|> (mask 1). The episode
+    then takes its final step, so its ``response`` is the text the reward scores."""
     ids = list(ids)
     lps: list[float | None] = list(logprobs) if logprobs is not None else [None] * len(ids)
     ended = bool(ids) and ids[-1] in eos_ids
     if len(ids) > room or (not ended and len(ids) >= room):
-        ep.turn2_cut = True
+        ro.turn2_cut = True
         ids, lps = ids[:room], lps[:room]
     elif not ended and ids:
         ids[-1], lps[-1] = end_of_turn, None
-    ep.turn2_ids, ep.turn2_logprobs = ids, lps
+    ro.turn2_ids, ro.turn2_logprobs = ids, lps
+    ro.episode.step(tokenizer.decode(ids, skip_special_tokens=True))
 
 
 def cut_tokens(
@@ -151,12 +145,11 @@ def cut_tokens(
     return [*ids[:lo], *tail_ids], [*logprobs[:lo], *([None] * len(tail_ids))]
 
 
-def followup_text(processor: Any, ep: Episode, end_of_turn_text: str) -> str:
-    """The text between turn 1's closing token and turn 2: the chat template's rendering of the turn-2 user message
-    (crop or fallback) and the generation prompt, exactly as infer renders the whole conversation."""
-    assert ep.step is not None and ep.view is not None
-    head = [*ep.messages, protocol.assistant_message(ep.step.kept_text)]
-    follow = protocol.followup_message(ep.view, ep.question, ep.choices, ep.step.cropped, final=True)
+def followup_text(processor: Any, ro: Rollout, end_of_turn_text: str) -> str:
+    """The text between turn 1's closing token and turn 2: the chat template's rendering of the episode's turn-2 user
+    message (crop or fallback) and the generation prompt, exactly as infer renders the whole conversation."""
+    assert ro.step is not None
+    *head, follow = ro.episode.messages  # [..turn 1, turn 1 as kept, the turn-2 user message]
     head_text = processor.apply_chat_template(head, tokenize=False, add_generation_prompt=False)
     full_text = processor.apply_chat_template([*head, follow], tokenize=False, add_generation_prompt=True)
     if not full_text.startswith(head_text):
@@ -166,10 +159,10 @@ def followup_text(processor: Any, ep: Episode, end_of_turn_text: str) -> str:
     return trailing + full_text[len(head_text) :]
 
 
-def build_user2(processor: Any, ep: Episode, end_of_turn_text: str) -> None:
+def build_user2(processor: Any, ro: Rollout, end_of_turn_text: str) -> None:
     """Tokenise the turn-2 user message with the processor, so its image placeholder is expanded to the crop's size."""
-    assert ep.view is not None
-    text = followup_text(processor, ep, end_of_turn_text)
-    out = processor(text=[text], images=[ep.view], return_tensors=None)
+    assert ro.view is not None
+    text = followup_text(processor, ro, end_of_turn_text)
+    out = processor(text=[text], images=[ro.view], return_tensors=None)
     ids = out["input_ids"][0]
-    ep.user2_ids = list(ids.tolist() if hasattr(ids, "tolist") else ids)
+    ro.user2_ids = list(ids.tolist() if hasattr(ids, "tolist") else ids)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mgpo.episode import Episode
 from mgpo.protocol import ProtocolConfig
-from mgpo.train import rollout
 from mgpo.train.data import open_image
 
 
@@ -35,7 +35,7 @@ def to_sft_rows(batch: dict[str, list], cfg: ProtocolConfig, max_image_pixels: i
     for image, question, choices, answer in zip(
         batch["image"], batch["question"], batch["choices"], batch["answer"], strict=True
     ):
-        ep = rollout.start_episode(open_image(image, max_image_pixels), question, list(choices), cfg)
+        ep = Episode(open_image(image, max_image_pixels), question, list(choices), cfg)
         msgs, imgs = placeholder_messages(ep.messages)
         prompts.append(msgs)
         completions.append([{"role": "assistant", "content": [{"type": "text", "text": sft_target(answer)}]}])

@@ -1,17 +1,17 @@
 """MGPOTrainer: TRL's GRPOTrainer with the MGPO two-turn rollout (and the single-turn GRPO baseline).
 
 Only generation is replaced (``_generate``), as shared/research/trl-grpo.md §9 recommends: turn 1 is sampled with
-TRL's own ``_generate_single_turn`` (transformers, vLLM colocate or server); the engine's rules ground the box; the
-crop (or the original on fallback) comes back as the turn-2 user message, tokenised by the processor; turn 2 is
-sampled. Everything after that is stock TRL: rewards, group advantages, ``tool_mask`` masking of policy loss, KL and
-entropy, and the forward pass that re-processes every image of the sequence and rebuilds ``mm_token_type_ids`` over
-prompt + completion, so the crop's tokens get real 3-D M-RoPE positions.
+TRL's own ``_generate_single_turn`` (transformers, vLLM colocate or server); the episode (mgpo.episode, the one infer
+and eval run) takes the system's step: the crop (or the original on fallback) comes back as the turn-2 user message,
+tokenised by the processor; turn 2 is sampled, and the episode's ``response`` goes to the rewards. Everything after
+that is stock TRL: rewards, group advantages, ``tool_mask`` masking of policy loss, KL and entropy, and the forward
+pass that re-processes every image of the sequence and rebuilds ``mm_token_type_ids`` over prompt + completion, so
+the crop's tokens get real 3-D M-RoPE positions.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 from trl import GRPOTrainer
 
 from mgpo import protocol
+from mgpo.episode import Episode
 from mgpo.errors import MgpoError
 from mgpo.protocol import ProtocolConfig
 from mgpo.train import rollout
@@ -57,13 +58,13 @@ class MGPOTrainer(GRPOTrainer):
         if not isinstance(self.end_of_turn_id, int) or self.end_of_turn_id < 0:
             self.end_of_turn_id = tok.eos_token_id
         self.end_of_turn_text = tok.convert_ids_to_tokens(self.end_of_turn_id)
-        self._batch: list[rollout.Episode] | None = None
+        self._batch: list[rollout.Rollout] | None = None
 
     # -----------------------------------------------------------------------------------------------------------
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        episodes: list[rollout.Episode] = []
-        cache: dict[tuple[str, str], rollout.Episode] = {}
+        episodes: list[rollout.Rollout] = []
+        cache: dict[tuple[str, str], Episode] = {}
         for row in inputs:
             key = (str(row.get("id")), row["question"])
             image = row.pop("image", None)  # TRL would insert it a second time; the prompt carries the view
@@ -72,10 +73,9 @@ class MGPOTrainer(GRPOTrainer):
                     original = open_image(image, self.max_image_pixels, self.protocol.image_mode)
                 except MgpoError as exc:
                     raise MgpoError(f"training row {row.get('id')}: {exc}") from exc
-                cache[key] = rollout.start_episode(original, row["question"], list(row["choices"]), self.protocol)
-            first = cache[key]
-            ep = dataclasses.replace(first)  # the same images and prompt; its own rollout state
-            row["prompt"] = ep.messages
+                cache[key] = Episode(original, row["question"], list(row["choices"]), self.protocol)
+            ep = rollout.Rollout(cache[key].fork())  # the same images and prompt; its own conversation
+            row["prompt"] = ep.episode.messages
             episodes.append(ep)
         self._batch = episodes
         saved_tools = self.tools
@@ -113,7 +113,6 @@ class MGPOTrainer(GRPOTrainer):
                 tokenizer,
                 self.eos_token_ids,
                 self.end_of_turn_id,
-                self.protocol,
             )
             rollout.build_user2(self.processing_class, ep, self.end_of_turn_text)
             # never cut inside the turn-2 message: a partial image block would make TRL drop every image of the batch
@@ -138,7 +137,7 @@ class MGPOTrainer(GRPOTrainer):
             ep = episodes[i]
             room = self.max_completion_length - len(ep.turn1_ids) - len(ep.user2_ids)
             lp = logprobs2[j] if logprobs2 is not None else None
-            rollout.finish_turn2(ep, turn2[j], lp, room, self.eos_token_ids, self.end_of_turn_id)
+            rollout.finish_turn2(ep, turn2[j], lp, room, self.eos_token_ids, self.end_of_turn_id, tokenizer)
 
         completion_ids, tool_mask, logprobs, completions = [], [], [], []
         for ep in episodes:
@@ -156,6 +155,7 @@ class MGPOTrainer(GRPOTrainer):
             "mgpo_box_valid": [ep.cropped for ep in episodes],
             "mgpo_box_original": [ep.step.box_original if ep.step else None for ep in episodes],
             "mgpo_turn2_cut": [ep.over_total_cap for ep in episodes],  # the accuracy reward gives these 0
+            "mgpo_response": [ep.episode.response for ep in episodes],  # the scored text, as infer and eval score it
         }
         images_out = [ep.images for ep in episodes]
         return prompt_ids, completion_ids, tool_mask, completions, logprobs_out, extra_fields, images_out, images_out
@@ -192,18 +192,18 @@ class MGPOTrainer(GRPOTrainer):
             if vllm is not None:
                 vllm.max_completion_length = saved_vllm
 
-    def _messages(self, ep: rollout.Episode) -> list[dict[str, Any]]:
-        """The completion as chat messages, for the reward functions and TRL's completion logging."""
-        assert ep.step is not None
-        msgs = [{"role": "assistant", "content": ep.step.kept_text}]
+    def _messages(self, ep: rollout.Rollout) -> list[dict[str, Any]]:
+        """The completion as chat messages, for the reward functions and TRL's completion logging: the episode's
+        conversation after the prompt, images written as <image>."""
+        msgs = ep.episode.messages[2:]  # after the turn-1 prompt [system, user]: turn 1 as kept, the turn-2 message
+        if ep.turn2_skipped:
+            msgs = msgs[:1]  # turn 1 only: no room was left for the turn-2 message
+        out = [{"role": m["role"], "content": protocol.message_text(m)} for m in msgs]
         if not ep.turn2_skipped:
-            follow = protocol.followup_message(ep.view, ep.question, ep.choices, ep.step.cropped, final=True)
-            msgs.append({"role": "user", "content": protocol.message_text(follow)})
-            text = self._tokenizer.decode(ep.turn2_ids, skip_special_tokens=True)
-            msgs.append({"role": "assistant", "content": text})
-        return msgs
+            out.append({"role": "assistant", "content": ep.episode.response})
+        return out
 
-    def _log_rollout(self, episodes: list[rollout.Episode], prompt_ids: list, mode: str, device: Any) -> None:
+    def _log_rollout(self, episodes: list[rollout.Rollout], prompt_ids: list, mode: str, device: Any) -> None:
         """Per-step protocol metrics, gathered over processes: box validity, fallbacks, crop size, turn lengths."""
         rows = []
         for ep in episodes:

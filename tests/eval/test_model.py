@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from PIL import Image
 
-from mgpo.answers import extract_answer
-from mgpo.eval.model import doc_sample, response_text
-from mgpo.types import Trajectory, Turn
+from mgpo.backends.scripted import ScriptedBackend
+from mgpo.engine import Engine
+from mgpo.eval.model import doc_sample, recorded_response, response_text
+from mgpo.types import Sample, Trajectory, Turn
 
 
 def test_mgpo_docs_keep_question_and_options_apart() -> None:
@@ -18,14 +20,26 @@ def test_mgpo_docs_keep_question_and_options_apart() -> None:
     assert sample.gt_box == [0, 0, 20, 20] and sample.meta["gt_boxes"] == doc["gt_boxes"]
 
 
-def test_response_text_matches_the_engine_answer() -> None:
-    box = '```json\n[{"bbox_2d": [1, 1, 50, 50], "label": "a"}]\n```'
-    traj = Trajectory("q", ["x", "y"], [Turn("p", box + " so \\boxed{A}"), Turn("p", "I see it.")])
+def test_response_text_is_the_engines_stored_response_with_its_score() -> None:
+    box = '```json\n[{"bbox_2d": [1, 1, 300, 300], "label": "a"}]\n```'
+    backend = ScriptedBackend([{"turns": [box + " so \\boxed{A}", "I see it: \\boxed{B}"]}])
+    traj = Engine(backend).run_one(Sample(Image.new("RGB", (900, 700)), "q", ["x", "y"], "B"))
     text = response_text(traj)
-    assert "\\boxed{A}" not in text  # cut after the JSON block, as the engine keeps the turn
-    assert extract_answer(text, ["x", "y"])[0] is None
+    assert text == traj.response == traj.turns[-1].output  # the final turn, as lmms-eval always got it
+    assert text.score is not None and (text.score.answer, text.score.correct) == ("B", True)
     traj.error = "backend failed"
     assert response_text(traj) == ""
+
+
+def test_resume_reads_the_response_from_the_stored_trajectory_v1_rows_included() -> None:
+    turns = [Turn("p", "box"), Turn("p", "final \\boxed{A}")]
+    v1 = Trajectory("q", ["x", "y"], turns, answer="A", answer_source="boxed", correct=True).to_dict()
+    del v1["response"]  # a version-1 row stored none
+    v1["schema_version"] = 1
+    got = recorded_response({"trajectory": v1})
+    assert got == "final \\boxed{A}" and got.score is not None and got.score.correct is True
+    v2 = Trajectory("q", ["x", "y"], turns, response="stored", answer="A", correct=True).to_dict()
+    assert recorded_response({"trajectory": v2}) == "stored"
 
 
 def test_stock_task_is_refused_pointing_at_the_mgpo_task(tmp_path) -> None:

@@ -37,6 +37,8 @@ def test_seven_of_ten_is_exactly_70(synth_dir: Path, tmp_path: Path, responses_f
     for row in rows:
         assert Path(row["trajectory"]["image_path"]).is_file()
         assert row["trajectory"]["turns"][0]["box_original"] is not None
+        # the scored text is stored, and it is what lmms-eval was given
+        assert row["trajectory"]["response"] == row["response"] == row["trajectory"]["turns"][-1]["output"]
     assert (tmp_path / "o" / "lmms_eval" / "grounded" / "samples_mgpo_vstar.jsonl").is_file()
     trajectories = read_trajectories(tmp_path / "o" / "trajectories.jsonl")  # what `mgpo show` reads
     assert len(trajectories) == 10 and all(t.image_path and t.turns for t in trajectories)

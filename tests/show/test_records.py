@@ -35,6 +35,18 @@ def test_infer_trajectory_json_is_one_record(eval_run, tmp_path):
     assert record.label == "s1"
 
 
+def test_a_version_1_eval_row_still_reads_with_its_final_turn_as_response(eval_run, tmp_path):
+    row = json.loads(eval_run.path.read_text(encoding="utf-8").splitlines()[0])
+    traj = row["trajectory"]
+    assert traj["schema_version"] == 2 and traj["response"] == traj["turns"][-1]["output"]
+    del traj["response"]
+    traj["schema_version"] = 1  # as written before Trajectory.response was stored
+    path = tmp_path / "v1.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    (record,) = load_records(path)
+    assert record.trajectory.response == traj["turns"][-1]["output"] and record.task == row["task"]
+
+
 @pytest.mark.parametrize(
     ("selection", "expected"),
     [

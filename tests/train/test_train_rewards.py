@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mgpo.train.rewards import accuracy_reward, format_reward, grounding_reward, response_text
+from mgpo.train.rewards import accuracy_reward, format_reward, grounding_reward, joined_assistant_turns
 
 
 def _completion(turn1: str, turn2: str) -> list[dict]:
@@ -22,7 +22,14 @@ def test_accuracy_is_mathruler_on_the_final_turn_only():
     ]
     choices = [["red", "blue"]] * 7
     assert accuracy_reward(completions, answer=["B"] * 7, choices=choices) == [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
-    assert "prompt text" not in response_text(completions[0])  # the user message is never scored
+    assert "prompt text" not in joined_assistant_turns(completions[0])  # the user message is never joined in
+
+
+def test_accuracy_scores_the_rollouts_response_when_it_is_handed_over():
+    # the MGPO rollout passes each episode's scored text; the completion's messages are then not re-read
+    completions = [_completion("box", "\\boxed{C}")] * 2
+    got = accuracy_reward(completions, answer=["B", "B"], mgpo_response=["so \\boxed{B}", "\\boxed{C}"])
+    assert got == [1.0, 0.0]
 
 
 def test_a_turn_2_cut_by_the_total_cap_gets_reward_0():

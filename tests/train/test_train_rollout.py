@@ -1,5 +1,6 @@
-"""The MGPO rollout on a scripted policy: the exact loss mask, token by token, and token-for-token agreement with
-what `mgpo infer` (the engine) builds for the same outputs."""
+"""The MGPO rollout on a scripted policy: the exact loss mask, token by token, and the contract of the one
+mgpo.episode.Episode that the trainer and the engine (`mgpo infer`, eval) both drive: the same outputs give the same
+prompt tokens, the same scored response and the same verdict."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from conftest import BOX_TURN, script
 from mgpo import imaging, protocol
 from mgpo.backends.hf import render_inputs
 from mgpo.backends.scripted import ScriptedBackend
-from mgpo.engine import Engine, ground
+from mgpo.engine import Engine
+from mgpo.grounding import ground
 from mgpo.train.data import open_image
 from mgpo.types import Sample
 
@@ -85,9 +87,12 @@ class RecordingBackend(ScriptedBackend):
         return super().generate(requests)
 
 
-def test_training_rollout_and_infer_build_the_same_tokens(vqa_dir, make_trainer):
+def test_the_episode_gives_training_and_infer_the_same_tokens_response_and_verdict(vqa_dir, make_trainer):
     trainer = make_trainer(vqa_dir)
     seen = script(trainer, TURN1, TURN2)
+    rollouts = []
+    log = trainer._log_rollout
+    trainer._log_rollout = lambda episodes, *args: (rollouts.extend(episodes), log(episodes, *args))
     row = trainer.train_dataset[0]
     out = trainer._generate_and_score_completions([dict(row) for _ in range(4)])
     proc = trainer.processing_class
@@ -106,7 +111,10 @@ def test_training_rollout_and_infer_build_the_same_tokens(vqa_dir, make_trainer)
         t2 = proc.tokenizer(TURN2[i % 2], add_special_tokens=False)["input_ids"] + [trainer.end_of_turn_id]
         assert prompt + ids == seen[1][i] + t2
         assert trajs[i].turns[0].fallback is None if i < 2 else trajs[i].turns[0].fallback is not None
-    # the reward the trainer computed is infer's verdict on the same outputs
+    # the reward the trainer computed is infer's verdict on the same outputs, read from the same scored response
+    assert [r.episode.response for r in rollouts] == [t.response for t in trajs] == [TURN2[i % 2] for i in range(4)]
+    assert [r.episode.kept for r in rollouts] == [[TURN1[0], TURN2[0]], [BOX_TURN, TURN2[1]], [TURN1[2], TURN2[0]],
+                                                  [TURN1[3], TURN2[1]]]  # fmt: skip
     assert [t.correct for t in trajs] == [True, False, True, False]
     assert (out["advantages"] > 0).tolist() == [t.correct for t in trajs]
 
