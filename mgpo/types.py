@@ -141,19 +141,34 @@ def write_jsonl(trajectories: Iterable[Trajectory], path: str | Path, append: bo
             fh.flush()
 
 
-def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield the JSON objects of a JSON Lines file, skipping blank lines and a torn last line."""
-    with open(path, encoding="utf-8") as fh:
-        lines = fh.read().splitlines()
-    for i, line in enumerate(lines):
+def numbered_jsonl(
+    path: str | Path, each_line: str = "one JSON object", torn_tail: bool = True
+) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, value) for every non-blank line of a JSON Lines file: mgpo's one JSONL reader.
+
+    ``torn_tail``: a last line that does not parse is a write cut short by a kill (everything before it is intact)
+    and is skipped; files mgpo appends to are read this way. Any other bad line is one MgpoError naming the file and
+    the line, and saying what ``each_line`` should be.
+    """
+    from mgpo.errors import MgpoError  # here: mgpo.errors is tiny, but types stays importable on its own
+
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            yield json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:  # a write cut short by a kill; everything before it is intact
+            yield n, json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            if torn_tail and n == len(lines):
                 return
-            raise
+            msg = getattr(exc, "msg", "nested too deeply")
+            raise MgpoError(f"{path}:{n}: not valid JSON ({msg}); each line must be {each_line}") from exc
+
+
+def iter_jsonl(path: str | Path, each_line: str = "one JSON object", torn_tail: bool = True) -> Iterator[Any]:
+    """The values of a JSON Lines file (see ``numbered_jsonl``)."""
+    for _, value in numbered_jsonl(path, each_line, torn_tail):
+        yield value
 
 
 def read_trajectories(path: str | Path) -> list[Trajectory]:

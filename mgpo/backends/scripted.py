@@ -6,12 +6,12 @@ in which case samples are matched by id instead of position (so the order in whi
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
 from mgpo.errors import MgpoError
+from mgpo.types import iter_jsonl
 
 
 class ScriptedBackend:
@@ -48,16 +48,7 @@ def _load(responses: list[dict] | str | Path) -> tuple[list[list[str]], dict[str
         path = Path(responses)
         if not path.is_file():
             raise MgpoError(f'{path}: responses file not found; give a JSONL file of {{"turns": [...]}} lines')
-        rows = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise MgpoError(
-                    f'{path}:{n}: not valid JSON ({exc.msg}); each line must be {{"turns": [...]}}'
-                ) from exc
+        rows = list(iter_jsonl(path, '{"turns": [...]}', torn_tail=False))
     else:
         rows = list(responses)
     by_index, by_id = [], {}

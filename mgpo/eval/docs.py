@@ -20,6 +20,7 @@ from PIL import Image
 from mgpo import benchmarks
 from mgpo.benchmarks import Record
 from mgpo.errors import MgpoError
+from mgpo.types import iter_jsonl
 
 
 def decode_image(value: Any, base_dir: Path | None = None) -> Image.Image | str | None:
@@ -75,7 +76,6 @@ def find_data_file(path: str | Path) -> Path:
 
 def read_local_rows(path: str | Path) -> tuple[list[dict[str, Any]], Path]:
     """Rows of a local data file (parquet or JSONL) and the directory relative image paths resolve against."""
-    import json
 
     file = find_data_file(path)
     if file.suffix == ".parquet":
@@ -89,13 +89,7 @@ def read_local_rows(path: str | Path) -> tuple[list[dict[str, Any]], Path]:
     elif file.suffix == ".json":
         rows = _json_rows(file)
     else:
-        rows = []
-        for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise MgpoError(f"{file}:{n}: not valid JSON ({exc.msg})") from exc
+        rows = list(iter_jsonl(file, "one row object", torn_tail=False))
     if not rows:
         raise MgpoError(f"{file}: no rows")
     return rows, file.parent

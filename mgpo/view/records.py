@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image
 
 from mgpo.errors import MgpoError
-from mgpo.types import Trajectory
+from mgpo.types import Trajectory, numbered_jsonl
 
 # ---------------------------------------------------------------------------------------------------------------
 # Records
@@ -100,26 +100,14 @@ def load_records(path: str | Path) -> list[Record]:
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "no such file"
         raise MgpoError(f"{path}: {what}; give a trajectory.json or trajectories.jsonl written by mgpo infer/eval")
-    text = path.read_text(encoding="utf-8", errors="replace")
     if path.suffix == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
         except json.JSONDecodeError as exc:
             raise MgpoError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); is it a .jsonl file?") from exc
         items = data if isinstance(data, list) else [data]
         return [record_of(item, path, i) for i, item in enumerate(items, 1)]
-    records = []
-    lines = text.splitlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if n == len(lines):  # a write cut short by a kill; everything before it is intact
-                break
-            raise MgpoError(f"{path}:{n}: not valid JSON ({exc.msg}); each line must be one trajectory") from exc
-        records.append(record_of(item, path, n))
+    records = [record_of(item, path, n) for n, item in numbered_jsonl(path, "one trajectory")]
     if not records:
         raise MgpoError(f"{path}: no trajectories in the file")
     return records
