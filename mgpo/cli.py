@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperOption
 
 from mgpo.errors import MgpoError
 from mgpo.options import BACKEND, IMAGES, PROTOCOL, SAMPLING, backend_options, with_options
@@ -21,6 +22,16 @@ app = typer.Typer(
     add_completion=False,
 )
 err = Console(stderr=True)
+
+
+def _type_unless_flag(self: TyperOption, ctx: Any) -> str | None:
+    """Typer 0.29 prints a type after every option, so flags read `--json <bool>` as if they took a value; a flag
+    takes none, so it shows none (value options keep `<int>`, `<path>`, ...)."""
+    return None if self.is_flag else _typer_display_type(self, ctx)
+
+
+_typer_display_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _type_unless_flag  # type: ignore[method-assign]
 
 # ---------------------------------------------------------------------------------------------------------------
 # Shared options
@@ -188,7 +199,9 @@ def train(
     split: Annotated[str | None, typer.Option("--split", help="Split of a Hub dataset.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N rows.")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps (overrides epochs).")] = None,
-    learning_rate: Annotated[float | None, typer.Option("--learning-rate", "--lr")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option("--learning-rate", "--lr", help="Optimizer learning rate.")
+    ] = None,
     num_generations: Annotated[int | None, typer.Option("--num-generations", "-n", help="Rollouts per prompt.")] = None,
     beta: Annotated[float | None, typer.Option("--beta", help="KL coefficient (0: no reference model).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Per-device train batch size.")] = None,
@@ -197,7 +210,7 @@ def train(
         int | None, typer.Option("--max-completion-length", help="Token budget of the whole response.")
     ] = None,
     turn_max_new_tokens: Annotated[int | None, typer.Option("--turn-max-new-tokens", help="Per-turn cap.")] = None,
-    temperature: Annotated[float | None, typer.Option("--temperature")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="Rollout sampling temperature.")] = None,
     reward: Annotated[
         list[str] | None, typer.Option("--reward", help="accuracy (default) | format | grounding; repeatable.")
     ] = None,
@@ -206,7 +219,7 @@ def train(
     vllm_mode: Annotated[str | None, typer.Option("--vllm-mode", help="colocate | server.")] = None,
     report_to: Annotated[str | None, typer.Option("--report-to", help="none | wandb | tensorboard.")] = None,
     save_steps: Annotated[int | None, typer.Option("--save-steps", help="Checkpoint every N steps.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Training seed (TRL's seed).")] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="checkpoint-N folder, or 'latest'.")] = None,
     setting: Annotated[
         list[str] | None, typer.Option("--set", help="Any TRL config field, KEY=VALUE (YAML value); repeatable.")

@@ -37,6 +37,11 @@ class Option:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def declarations(self) -> tuple[str, ...]:
+        """Typer's parameter declarations: a bool option is a --name/--no-name pair, so either value can be given."""
+        return (f"{self.flag}/--no-{self.flag[2:]}",) if self.type is bool else (self.flag,)
+
     def convert(self, value: Any) -> Any:
         """A value as given (model_args text or a Python value) in this option's type; a bad one is one line."""
         if value is None or isinstance(value, self.type):
@@ -160,7 +165,9 @@ def with_options(*groups: tuple[Option, ...]) -> Callable[[Callable[..., Any]], 
                 o.name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=None,
-                annotation=Annotated[o.type | None, typer.Option(o.flag, help=o.help, rich_help_panel=o.panel)],
+                annotation=Annotated[
+                    o.type | None, typer.Option(*o.declarations, help=o.help, rich_help_panel=o.panel)
+                ],
             )
             for o in specs
         ]

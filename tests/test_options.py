@@ -62,3 +62,15 @@ def test_model_args_convert_text_and_refuse_unknown_or_foreign_names():
     with pytest.raises(MgpoError, match="max_turns must be int"):
         MgpoModel.create_from_arg_string("backend=hf,max_turns=two")
     assert ALL["check"].convert("false") is False and ALL["max_turns"].convert("3") == 3
+
+
+@pytest.mark.parametrize("command", [[], ["env"], ["infer"], ["eval"], ["train"], ["show"]])
+def test_help_shows_no_type_after_flags_and_a_line_for_every_option(command):
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output
+    from typer.main import get_command
+
+    cmd = get_command(app)
+    cmd = cmd.commands[command[0]] if command else cmd  # type: ignore[attr-defined]
+    assert [p.name for p in cmd.params if getattr(p, "help", None) in (None, "") and p.name != "help"] == []
