@@ -226,7 +226,9 @@ def train(
     ] = None,
     options: dict | None = None,
 ) -> None:
-    """Train with MGPO (or the GRPO / SFT baselines) on TRL; saves a model `mgpo infer --model` loads."""
+    """Train with MGPO (or the GRPO / SFT baselines) on TRL; saves a model `mgpo infer --model` loads.
+
+    Options left out come from --config, then --preset, then TRL's defaults; protocol options: the paper's."""
     from mgpo.train.config import make_config, parse_settings
     from mgpo.train.run import train as run_train
 
