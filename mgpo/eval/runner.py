@@ -62,7 +62,7 @@ def _task_configs(opts: EvalOptions, tm) -> list[dict[str, Any]]:
     """The tasks as lmms-eval configs whose process_docs carries this run's data and option shuffle as arguments
     (lmms-eval accepts config dicts and calls process_docs(dataset)); no environment variable travels between us."""
     data = str(Path(opts.data).resolve()) if opts.data else None
-    configs = []
+    configs = []  # fresh for every simple_evaluate call: lmms-eval consumes the dicts it is given
     for name in opts.tasks:
         config = tm._get_config(name)  # the YAML with !function resolved, as lmms-eval itself loads it
         config["process_docs"] = functools.partial(
@@ -116,7 +116,6 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     tm = _task_manager(opts)
-    tasks = _task_configs(opts, tm)
     options = dict(opts.backend_options)
     if opts.backend != "scripted":
         options["decoding"] = opts.sampling
@@ -136,7 +135,7 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
                           batch_size=opts.batch_size)  # fmt: skip
         with _progress(console, recorder, mode):
             res = simple_evaluate(
-                model=model, tasks=tasks, task_manager=tm, limit=opts.limit, bootstrap_iters=0,
+                model=model, tasks=_task_configs(opts, tm), task_manager=tm, limit=opts.limit, bootstrap_iters=0,
                 log_samples=True, repeats=opts.repeats, verbosity="WARNING",
             )  # fmt: skip
         requested |= model.requested
