@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperOption
 
 from mgpo.errors import MgpoError
+from mgpo.options import BACKEND, IMAGES, PROTOCOL, SAMPLING, backend_options, with_options
 
 app = typer.Typer(
     help="Multi-turn grounding for vision-language models: infer, eval, train and show crop trajectories.",
@@ -21,6 +23,16 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
+
+def _type_unless_flag(self: TyperOption, ctx: Any) -> str | None:
+    """Typer 0.29 prints a type after every option, so flags read `--json <bool>` as if they took a value; a flag
+    takes none, so it shows none (value options keep `<int>`, `<path>`, ...)."""
+    return None if self.is_flag else _typer_display_type(self, ctx)
+
+
+_typer_display_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _type_unless_flag  # type: ignore[method-assign]
+
 # ---------------------------------------------------------------------------------------------------------------
 # Shared options
 
@@ -29,52 +41,10 @@ BackendOpt = Annotated[str, typer.Option("--backend", "-b", help="hf | openai | 
 ResponsesOpt = Annotated[
     Path | None, typer.Option("--responses", help="JSONL of recorded turns for --backend scripted.")
 ]
-MaxTurnsOpt = Annotated[int | None, typer.Option("--max-turns", help="Assistant turns; >2 zooms iteratively.")]
-PresetOpt = Annotated[str, typer.Option("--protocol", help="paper (two-turn MGPO) | direct (single turn).")]
-MinPixOpt = Annotated[int | None, typer.Option("--min-pixels", help="Full-image lower pixel limit.")]
-MaxPixOpt = Annotated[int | None, typer.Option("--max-pixels", help="Full-image upper pixel limit.")]
-CropMinOpt = Annotated[int | None, typer.Option("--crop-min-pixels", help="Crop lower pixel limit.")]
-CropMaxOpt = Annotated[int | None, typer.Option("--crop-max-pixels", help="Crop upper pixel limit.")]
-ResamplingOpt = Annotated[str | None, typer.Option("--resampling", help="nearest (paper) | bicubic | lanczos | ...")]
-BoxPolicyOpt = Annotated[str | None, typer.Option("--box-policy", help="reject (paper) | clamp.")]
-CoordsOpt = Annotated[str | None, typer.Option("--coords", help="resized-pixels (Qwen2.5-VL) | normalized-1000.")]
-ParsingOpt = Annotated[str | None, typer.Option("--parsing", help="strict (paper) | lenient.")]
-ScoringOpt = Annotated[
-    str | None, typer.Option("--scoring", help="paper (mathruler on the final turn) | letter (letter + fallbacks).")
+PresetOpt = Annotated[
+    str, typer.Option("--protocol", help="paper (two-turn MGPO) | direct (single turn).", rich_help_panel="Protocol")
 ]
-ImageModeOpt = Annotated[
-    str | None,
-    typer.Option("--image-mode", help="reference (paper: no EXIF rotation, alpha dropped) | upright (EXIF, on white)."),
-]
-MaxNewOpt = Annotated[int | None, typer.Option("--max-new-tokens", help="Per-turn cap (default: model's, else 8192).")]
-MaxResponseOpt = Annotated[
-    int | None, typer.Option("--max-response-tokens", help="Total cap of the response (paper 12192; 0: none).")
-]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16.")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Samples per backend call.")]
-BaseUrlOpt = Annotated[
-    str | None,
-    typer.Option("--base-url", help="OpenAI-compatible server for --backend openai, e.g. http://HOST:8000/v1."),
-]
-ApiKeyEnvOpt = Annotated[
-    str | None, typer.Option("--api-key-env", help="Environment variable holding the API key (default OPENAI_API_KEY).")
-]
-ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", help="Requests in flight for --backend openai.")]
-SamplingOpt = Annotated[
-    str | None,
-    typer.Option("--sampling", help="greedy (default) | paper (reference validation: T=1, top_p=1)."),
-]
-TemperatureOpt = Annotated[
-    float | None, typer.Option("--temperature", help="0 = greedy; >0 samples (seeded per sample).")
-]
-TopPOpt = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling mass (with --temperature > 0).")]
-SeedOpt = Annotated[
-    int | None, typer.Option("--seed", help="Base seed; each sample's seed derives from it (default 0).")
-]
-MaxImagePixOpt = Annotated[
-    int | None, typer.Option("--max-image-pixels", help="Refuse larger input images (decompression-bomb guard).")
-]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Samples per backend call.", rich_help_panel="Backend")]
 
 
 def protocol_config(preset: str = "paper", **options):
@@ -94,10 +64,11 @@ def decoding(preset: str | None, temperature: float | None, top_p: float | None,
     return Sampling.make(preset, temperature, top_p, seed)
 
 
-def backend_options(backend: str, **given) -> dict:
-    """The CLI options that the chosen backend takes (the others belong to other backends)."""
-    takes = {"hf": ("device", "dtype"), "vllm": ("dtype",), "openai": ("base_url", "api_key_env", "concurrency")}
-    return {k: v for k, v in given.items() if k in takes.get(backend, ()) and v is not None}
+def protocol_options(options: dict) -> dict:
+    """The ProtocolConfig fields among a command's shared options."""
+    from mgpo.options import PROTOCOL_NAMES
+
+    return {k: v for k, v in options.items() if k in PROTOCOL_NAMES}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -105,6 +76,7 @@ def backend_options(backend: str, **given) -> dict:
 
 
 @app.command()
+@with_options(PROTOCOL, IMAGES, BACKEND, SAMPLING)
 def infer(
     image: Annotated[Path, typer.Argument(help="Image file.")],
     question: Annotated[str, typer.Argument(help="The question about the image.")],
@@ -113,32 +85,10 @@ def infer(
     model: ModelOpt = "Qwen/Qwen2.5-VL-7B-Instruct",
     backend: BackendOpt = "hf",
     responses: ResponsesOpt = None,
-    max_turns: MaxTurnsOpt = None,
     preset: PresetOpt = "paper",
-    min_pixels: MinPixOpt = None,
-    max_pixels: MaxPixOpt = None,
-    crop_min_pixels: CropMinOpt = None,
-    crop_max_pixels: CropMaxOpt = None,
-    resampling: ResamplingOpt = None,
-    box_policy: BoxPolicyOpt = None,
-    coords: CoordsOpt = None,
-    parsing: ParsingOpt = None,
-    scoring: ScoringOpt = None,
-    image_mode: ImageModeOpt = None,
-    max_new_tokens: MaxNewOpt = None,
-    max_response_tokens: MaxResponseOpt = None,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    max_image_pixels: MaxImagePixOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    concurrency: ConcurrencyOpt = 8,
-    sampling: SamplingOpt = None,
-    temperature: TemperatureOpt = None,
-    top_p: TopPOpt = None,
-    seed: SeedOpt = None,
     save_dir: Annotated[Path | None, typer.Option("--save-dir", help="Write trajectory.json, crops, overlay.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the trajectory JSON.")] = False,
+    options: dict | None = None,
 ) -> None:
     """Answer one question about one image with multi-turn grounding, and show the trajectory."""
     from mgpo.artifacts import save_artifacts
@@ -146,18 +96,14 @@ def infer(
     from mgpo.infer import infer as run_infer
     from mgpo.render import print_trajectory
 
-    cfg = protocol_config(
-        preset, max_turns=max_turns, min_pixels=min_pixels, max_pixels=max_pixels, crop_min_pixels=crop_min_pixels,
-        crop_max_pixels=crop_max_pixels, resampling=resampling, box_policy=box_policy, coords=coords,
-        parsing=parsing, scoring=scoring, image_mode=image_mode, max_new_tokens=max_new_tokens,
-        max_response_tokens=max_response_tokens,
-    )  # fmt: skip
+    options = options or {}
+    cfg = protocol_config(preset, **protocol_options(options))
+    max_image_pixels = options["max_image_pixels"]
     original = load_input(image, max_image_pixels, cfg.image_mode)  # fail on a bad image before loading a model
-    options = backend_options(backend, device=device, dtype=dtype, base_url=base_url, api_key_env=api_key_env,
-                              concurrency=concurrency)  # fmt: skip
+    given = backend_options(backend, options)
     if backend != "scripted":
-        options["decoding"] = decoding(sampling, temperature, top_p, seed)
-    engine = build_engine(backend, model, cfg, responses, max_image_pixels, **options)
+        given["decoding"] = decoding(options["sampling"], options["temperature"], options["top_p"], options["seed"])
+    engine = build_engine(backend, model, cfg, responses, max_image_pixels, **given)
     traj = run_infer(engine, original, question, choice or [], ground_truth)
     traj.image_path = str(image)
     if save_dir:
@@ -242,6 +188,7 @@ def show(
 
 
 @app.command()
+@with_options(PROTOCOL, IMAGES)
 def train(
     data: Annotated[str | None, typer.Option("--data", help="Parquet/JSONL file, folder, or Hub dataset id.")] = None,
     algo: Annotated[str | None, typer.Option("--algo", help="mgpo (two turns) | grpo (single turn) | sft.")] = None,
@@ -252,7 +199,9 @@ def train(
     split: Annotated[str | None, typer.Option("--split", help="Split of a Hub dataset.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N rows.")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps (overrides epochs).")] = None,
-    learning_rate: Annotated[float | None, typer.Option("--learning-rate", "--lr")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option("--learning-rate", "--lr", help="Optimizer learning rate.")
+    ] = None,
     num_generations: Annotated[int | None, typer.Option("--num-generations", "-n", help="Rollouts per prompt.")] = None,
     beta: Annotated[float | None, typer.Option("--beta", help="KL coefficient (0: no reference model).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Per-device train batch size.")] = None,
@@ -261,7 +210,7 @@ def train(
         int | None, typer.Option("--max-completion-length", help="Token budget of the whole response.")
     ] = None,
     turn_max_new_tokens: Annotated[int | None, typer.Option("--turn-max-new-tokens", help="Per-turn cap.")] = None,
-    temperature: Annotated[float | None, typer.Option("--temperature")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="Rollout sampling temperature.")] = None,
     reward: Annotated[
         list[str] | None, typer.Option("--reward", help="accuracy (default) | format | grounding; repeatable.")
     ] = None,
@@ -270,27 +219,24 @@ def train(
     vllm_mode: Annotated[str | None, typer.Option("--vllm-mode", help="colocate | server.")] = None,
     report_to: Annotated[str | None, typer.Option("--report-to", help="none | wandb | tensorboard.")] = None,
     save_steps: Annotated[int | None, typer.Option("--save-steps", help="Checkpoint every N steps.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Training seed (TRL's seed).")] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="checkpoint-N folder, or 'latest'.")] = None,
-    min_pixels: MinPixOpt = None,
-    max_pixels: MaxPixOpt = None,
-    crop_min_pixels: CropMinOpt = None,
-    crop_max_pixels: CropMaxOpt = None,
-    max_image_pixels: MaxImagePixOpt = None,
     setting: Annotated[
         list[str] | None, typer.Option("--set", help="Any TRL config field, KEY=VALUE (YAML value); repeatable.")
     ] = None,
+    options: dict | None = None,
 ) -> None:
-    """Train with MGPO (or the GRPO / SFT baselines) on TRL; saves a model `mgpo infer --model` loads."""
+    """Train with MGPO (or the GRPO / SFT baselines) on TRL; saves a model `mgpo infer --model` loads.
+
+    Options left out come from --config, then --preset, then TRL's defaults; protocol options: the paper's."""
     from mgpo.train.config import make_config, parse_settings
     from mgpo.train.run import train as run_train
 
+    options = options or {}
     cfg = make_config(
         config, algo=algo, data=data, model=model, output_dir=output_dir, preset=preset, split=split, limit=limit,
         rewards=reward or None, lora=lora, turn_max_new_tokens=turn_max_new_tokens, resume_from_checkpoint=resume,
-        max_image_pixels=max_image_pixels,
-        protocol={"min_pixels": min_pixels, "max_pixels": max_pixels, "crop_min_pixels": crop_min_pixels,
-                  "crop_max_pixels": crop_max_pixels},
+        max_image_pixels=options["max_image_pixels"], protocol=protocol_options(options),
         trl={**parse_settings(setting or []), "max_steps": max_steps, "learning_rate": learning_rate,
              "num_generations": num_generations, "beta": beta, "per_device_train_batch_size": batch_size,
              "gradient_accumulation_steps": grad_accum, "max_completion_length": max_completion_length,
@@ -309,6 +255,7 @@ app.add_typer(data_app, name="data")
 
 
 @app.command("eval")
+@with_options(PROTOCOL, IMAGES, BACKEND, SAMPLING)
 def eval_(
     task: Annotated[list[str], typer.Option("--task", "-t", help="lmms-eval task, e.g. mgpo_vstar (repeatable).")],
     data: Annotated[Path | None, typer.Option("--data", help="Local parquet/JSONL file or folder; no network.")] = None,
@@ -316,21 +263,8 @@ def eval_(
     backend: BackendOpt = "hf",
     responses: ResponsesOpt = None,
     limit: Annotated[int | None, typer.Option("--limit", help="First N samples per task.")] = None,
-    max_turns: MaxTurnsOpt = None,
     preset: PresetOpt = "paper",
-    min_pixels: MinPixOpt = None,
-    max_pixels: MaxPixOpt = None,
-    crop_min_pixels: CropMinOpt = None,
-    crop_max_pixels: CropMaxOpt = None,
-    parsing: ParsingOpt = None,
-    scoring: ScoringOpt = None,
-    image_mode: ImageModeOpt = None,
-    max_new_tokens: MaxNewOpt = None,
-    max_response_tokens: MaxResponseOpt = None,
     batch_size: BatchOpt = 1,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    max_image_pixels: MaxImagePixOpt = None,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Run directory.")] = Path("mgpo-eval"),
     resume: Annotated[bool, typer.Option("--resume", help="Skip samples already in trajectories.jsonl.")] = False,
     shuffle_options: Annotated[
@@ -338,32 +272,24 @@ def eval_(
     ] = None,
     repeats: Annotated[int, typer.Option("--repeats", help="Runs per sample, for Avg@k.")] = 1,
     ablate: Annotated[bool, typer.Option("--ablate", help="Also run the single-turn direct prompt.")] = False,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    concurrency: ConcurrencyOpt = 8,
-    sampling: SamplingOpt = None,
-    temperature: TemperatureOpt = None,
-    top_p: TopPOpt = None,
-    seed: SeedOpt = None,
     show_failures: Annotated[
         int, typer.Option("--show-failures", help="Then show the first N wrong answers (image, boxes, turns).")
     ] = 0,
+    options: dict | None = None,
 ) -> None:
     """Evaluate on V* Bench / MME-RealWorld / HR-Bench through lmms-eval; writes results.json and trajectories."""
     from mgpo.eval.report import results_table
     from mgpo.eval.runner import EvalOptions, incomplete, run_eval
 
-    cfg = protocol_config(
-        preset, max_turns=max_turns, min_pixels=min_pixels, max_pixels=max_pixels, crop_min_pixels=crop_min_pixels,
-        crop_max_pixels=crop_max_pixels, parsing=parsing, scoring=scoring, image_mode=image_mode,
-        max_new_tokens=max_new_tokens, max_response_tokens=max_response_tokens,
-    )  # fmt: skip
+    options = options or {}
+    cfg = protocol_config(preset, **protocol_options(options))
+    given = backend_options(backend, options)
     opts = EvalOptions(
         tasks=task, output_dir=output_dir, data=data, model=model, backend=backend, responses=responses, protocol=cfg,
         limit=limit, batch_size=batch_size, resume=resume, shuffle_options=shuffle_options, repeats=repeats,
-        ablate=ablate, device=device, dtype=dtype, max_image_pixels=max_image_pixels,
-        backend_options=backend_options(backend, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency),
-        sampling=decoding(sampling, temperature, top_p, seed),
+        ablate=ablate, device=given.pop("device", "auto"), dtype=given.pop("dtype", "auto"),
+        max_image_pixels=options["max_image_pixels"], backend_options=given,
+        sampling=decoding(options["sampling"], options["temperature"], options["top_p"], options["seed"]),
     )  # fmt: skip
     results = run_eval(opts, err)
     Console().print(results_table(results))

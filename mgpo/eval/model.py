@@ -23,13 +23,12 @@ from mgpo.errors import MgpoError
 from mgpo.eval.record import Recorder
 from mgpo.eval.tasks import stock_task_error
 from mgpo.infer import DEFAULT_MODEL, build_engine
+from mgpo.options import PROTOCOL_NAMES, foreign_options, split_options
+from mgpo.options import backend_options as backend_option_values
 from mgpo.protocol import ProtocolConfig
 from mgpo.sampling import Sampling
 from mgpo.scoring import Score, ScoredResponse
 from mgpo.types import Sample, Trajectory
-
-_INT_ARGS = ("max_turns", "min_pixels", "max_pixels", "crop_min_pixels", "crop_max_pixels", "max_new_tokens",
-             "max_response_tokens", "max_image_pixels")  # fmt: skip
 
 
 def response_text(traj: Trajectory) -> ScoredResponse:
@@ -68,8 +67,10 @@ def doc_sample(doc: dict[str, Any], request_args: tuple, sample_id: str) -> Samp
 
 
 class MgpoModel(lmms):
-    """lmms-eval model wrapping mgpo's Engine. model_args: pretrained, backend, protocol, max_turns, pixel limits,
-    max_new_tokens, responses (scripted backend), device, dtype, trajectories (write trajectories.jsonl here)."""
+    """lmms-eval model wrapping mgpo's Engine. model_args: pretrained, backend, protocol, responses (scripted
+    backend), batch_size, trajectories (write trajectories.jsonl here), resume, and every option of mgpo.options
+    under its CLI name (max_turns, parsing, coords, box_policy, pixel limits, device, dtype, attn_implementation,
+    vision_cache_mb, base_url, ..., sampling, temperature, top_p, seed)."""
 
     is_simple = False
 
@@ -99,22 +100,25 @@ class MgpoModel(lmms):
         if not isinstance(sampling, Sampling):
             sampling = Sampling.make(sampling, temperature, top_p, seed)
         self.sampling = sampling
-        protocol_keys = {*_INT_ARGS, "resampling", "box_policy", "coords", "parsing", "scoring", "image_mode"}
-        extra = {k: v for k, v in options.items() if k not in protocol_keys}  # openai / vllm take their own options
-        options = {k: v for k, v in options.items() if k in protocol_keys}
-        if extra and backend in ("hf", "scripted"):
-            raise MgpoError(f"unknown mgpo model_args: {', '.join(sorted(extra))}")
+        # model_args and mgpo's CLI share one option table (mgpo.options): same names, converted from text there
+        known, unknown = split_options(options)
+        if unknown:
+            raise MgpoError(f"unknown mgpo model_args: {', '.join(sorted(unknown))} (see mgpo.options)")
         self.batch_size_per_gpu = max(1, int(batch_size or 1))
         if engine is None:
-            proto = {k: (int(v) if k in _INT_ARGS else v) for k, v in options.items() if v is not None}
-            max_image_pixels = proto.pop("max_image_pixels", None)
+            max_image_pixels = known.get("max_image_pixels")
+            proto = {k: v for k, v in known.items() if k in PROTOCOL_NAMES}
             try:
                 cfg = ProtocolConfig.from_preset(protocol, **proto)
             except ValueError as exc:
                 raise MgpoError(str(exc)) from exc
-            backend_options = extra
+            foreign = foreign_options(backend, known) if backend != "scripted" else []
+            if foreign:
+                raise MgpoError(f"the {backend} backend does not take model_args {', '.join(foreign)}")
+            given = {"device": device, "dtype": dtype, **known}
+            backend_options = backend_option_values(backend, given)
             if backend == "hf":
-                backend_options = {"device": device or "auto", "dtype": dtype, "batch_size": self.batch_size_per_gpu}
+                backend_options["batch_size"] = self.batch_size_per_gpu
             if backend != "scripted":
                 backend_options["decoding"] = sampling
             engine = build_engine(backend, str(pretrained), cfg, responses, max_image_pixels, **backend_options)

@@ -7,8 +7,8 @@ Outputs in the run directory: ``trajectories.jsonl`` (one row per finished sampl
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +24,7 @@ from mgpo.errors import MgpoError
 from mgpo.eval import metrics
 from mgpo.eval.docs import read_local_records
 from mgpo.eval.record import Recorder, read_rows, retryable, row_key
-from mgpo.eval.tasks import DATA_ENV, SHUFFLE_ENV, TASKS_DIR, stock_task_error
+from mgpo.eval.tasks import TASKS_DIR, stock_task_error
 from mgpo.infer import DEFAULT_MODEL, build_engine
 from mgpo.protocol import ProtocolConfig
 from mgpo.sampling import Sampling
@@ -58,23 +58,18 @@ class EvalOptions:
     tasks_dir: Path = TASKS_DIR
 
 
-@contextmanager
-def _env(values: dict[str, str | None]) -> Iterator[None]:
-    """Set environment variables for the task adapters for the duration of a run, then restore them."""
-    old = {k: os.environ.get(k) for k in values}
-    try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def _task_configs(opts: EvalOptions, tm) -> list[dict[str, Any]]:
+    """The tasks as lmms-eval configs whose process_docs carries this run's data and option shuffle as arguments
+    (lmms-eval accepts config dicts and calls process_docs(dataset)); no environment variable travels between us."""
+    data = str(Path(opts.data).resolve()) if opts.data else None
+    configs = []  # fresh for every simple_evaluate call: lmms-eval consumes the dicts it is given
+    for name in opts.tasks:
+        config = tm._get_config(name)  # the YAML with !function resolved, as lmms-eval itself loads it
+        config["process_docs"] = functools.partial(
+            config["process_docs"], data=data, shuffle_options=opts.shuffle_options
+        )
+        configs.append(config)
+    return configs
 
 
 def _task_manager(opts: EvalOptions):
@@ -119,38 +114,33 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
     console = console or Console(stderr=True)
     out = opts.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    env = {
-        DATA_ENV: str(Path(opts.data).resolve()) if opts.data else None,
-        SHUFFLE_ENV: str(opts.shuffle_options) if opts.shuffle_options is not None else None,
-    }
     started = time.perf_counter()
-    with _env(env):
-        tm = _task_manager(opts)
-        options = dict(opts.backend_options)
-        if opts.backend != "scripted":
-            options["decoding"] = opts.sampling
-        if opts.backend == "hf":
-            options = {"device": opts.device, "dtype": opts.dtype, "batch_size": opts.batch_size, **options}
-        engine = build_engine(opts.backend, opts.model, opts.protocol, opts.responses, opts.max_image_pixels,
-                              **options)  # fmt: skip
-        recorder = Recorder(out / TRAJECTORIES, out / "images", resume=opts.resume)
-        modes = [("grounded", opts.protocol)]
-        if opts.ablate:
-            modes.append(("direct", ProtocolConfig.direct(**_pipeline(opts.protocol))))
-        lmms_results: dict[str, Any] = {}
-        requested: set = set()
-        for mode, cfg in modes:
-            model = MgpoModel(engine=Engine(engine.backend, cfg, opts.max_image_pixels), recorder=recorder, mode=mode,
-                              sampling=opts.sampling,
-                              batch_size=opts.batch_size)  # fmt: skip
-            with _progress(console, recorder, mode):
-                res = simple_evaluate(
-                    model=model, tasks=list(opts.tasks), task_manager=tm, limit=opts.limit, bootstrap_iters=0,
-                    log_samples=True, repeats=opts.repeats, verbosity="WARNING",
-                )  # fmt: skip
-            requested |= model.requested
-            lmms_results[mode] = res.get("results", {}) if res else {}
-            _save_samples(out / "lmms_eval" / mode, res.get("samples", {}) if res else {})
+    tm = _task_manager(opts)
+    options = dict(opts.backend_options)
+    if opts.backend != "scripted":
+        options["decoding"] = opts.sampling
+    if opts.backend == "hf":
+        options = {"device": opts.device, "dtype": opts.dtype, "batch_size": opts.batch_size, **options}
+    engine = build_engine(opts.backend, opts.model, opts.protocol, opts.responses, opts.max_image_pixels,
+                          **options)  # fmt: skip
+    recorder = Recorder(out / TRAJECTORIES, out / "images", resume=opts.resume)
+    modes = [("grounded", opts.protocol)]
+    if opts.ablate:
+        modes.append(("direct", ProtocolConfig.direct(**_pipeline(opts.protocol))))
+    lmms_results: dict[str, Any] = {}
+    requested: set = set()
+    for mode, cfg in modes:
+        model = MgpoModel(engine=Engine(engine.backend, cfg, opts.max_image_pixels), recorder=recorder, mode=mode,
+                          sampling=opts.sampling,
+                          batch_size=opts.batch_size)  # fmt: skip
+        with _progress(console, recorder, mode):
+            res = simple_evaluate(
+                model=model, tasks=_task_configs(opts, tm), task_manager=tm, limit=opts.limit, bootstrap_iters=0,
+                log_samples=True, repeats=opts.repeats, verbosity="WARNING",
+            )  # fmt: skip
+        requested |= model.requested
+        lmms_results[mode] = res.get("results", {}) if res else {}
+        _save_samples(out / "lmms_eval" / mode, res.get("samples", {}) if res else {})
     rows = [r for r in read_rows(out / TRAJECTORIES) if row_key(r) in requested]
     results = build_results(opts, rows, lmms_results, time.perf_counter() - started)
     (out / RESULTS).write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")

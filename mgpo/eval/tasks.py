@@ -1,8 +1,11 @@
 """The functions behind the lmms-eval task YAMLs in ``tasks/`` (their utils.py only re-exports these).
 
-Data source: the hub dataset by default; with ``MGPO_DATA=PATH`` in the environment (what ``mgpo eval --data`` sets),
-a local parquet / JSONL file or folder in the same schema, read without network. ``MGPO_SHUFFLE_OPTIONS=SEED``
-permutes options per sample reproducibly. Scoring is mgpo.scoring's, the function training's reward uses.
+Data source: the hub dataset by default, or a local parquet / JSONL file or folder in the same schema, read without
+network, and options permuted per sample with a seed. ``mgpo eval`` passes both explicitly: it binds ``data`` and
+``shuffle_options`` into each task's ``process_docs`` (see mgpo.eval.runner). For the literal
+``lmms-eval --model mgpo`` command, which has no way to pass them, ``MGPO_DATA=PATH`` and ``MGPO_SHUFFLE_OPTIONS=SEED``
+in the user's environment are read as overrides; mgpo's own code never sets them. Scoring is mgpo.scoring's, the
+function training's reward uses.
 """
 
 from __future__ import annotations
@@ -71,15 +74,19 @@ def stock_task_error(task: str) -> str | None:
             f"choices, \\boxed{{}} answers misread), so its numbers would be wrong; {hint}")  # fmt: skip
 
 
-def build_docs(family: str, category: str | None = None):
-    """The docs of a benchmark (local with MGPO_DATA, else the hub), read by mgpo.benchmarks, filtered, maybe
-    shuffled. A row that cannot be read is one MgpoError naming the row and the column."""
+def build_docs(
+    family: str, category: str | None = None, data: str | Path | None = None, shuffle_options: int | None = None
+):
+    """The docs of a benchmark (local from ``data``, else the hub), read by mgpo.benchmarks, filtered, maybe
+    shuffled with the seed ``shuffle_options``. Unset values fall back to the user's MGPO_DATA /
+    MGPO_SHUFFLE_OPTIONS (the plain lmms-eval command). A row that cannot be read is one MgpoError naming the row and
+    the column."""
     import datasets
 
     hub_path, hub_name, hub_split = HUB[family]
-    seed = os.environ.get(SHUFFLE_ENV)
+    seed = shuffle_options if shuffle_options is not None else os.environ.get(SHUFFLE_ENV)
     shuffle = (lambda r: benchmarks.shuffle_options(r, int(seed))) if seed not in (None, "") else (lambda r: r)
-    local = os.environ.get(DATA_ENV)
+    local = data or os.environ.get(DATA_ENV)
     if local:
         records, base = D.read_local_records(local)
         docs = [D.to_doc(shuffle(r), base) for r in records if not category or r.category == category]
@@ -112,36 +119,36 @@ def build_docs(family: str, category: str | None = None):
     return hub.map(one, with_indices=True, remove_columns=hub.column_names, features=features)
 
 
-def process_vstar(dataset):
-    return build_docs("vstar")
+def process_vstar(dataset, **settings):
+    return build_docs("vstar", **settings)
 
 
-def process_vstar_attr(dataset):
-    return build_docs("vstar", "direct_attributes")
+def process_vstar_attr(dataset, **settings):
+    return build_docs("vstar", "direct_attributes", **settings)
 
 
-def process_vstar_pos(dataset):
-    return build_docs("vstar", "relative_position")
+def process_vstar_pos(dataset, **settings):
+    return build_docs("vstar", "relative_position", **settings)
 
 
-def process_mmerw(dataset):
-    return build_docs("mmerw")
+def process_mmerw(dataset, **settings):
+    return build_docs("mmerw", **settings)
 
 
-def process_mmerw_lite(dataset):
-    return build_docs("mmerw_lite")
+def process_mmerw_lite(dataset, **settings):
+    return build_docs("mmerw_lite", **settings)
 
 
-def process_mmerw_cn(dataset):
-    return build_docs("mmerw_cn")
+def process_mmerw_cn(dataset, **settings):
+    return build_docs("mmerw_cn", **settings)
 
 
-def process_hrbench4k(dataset):
-    return build_docs("hrbench4k")
+def process_hrbench4k(dataset, **settings):
+    return build_docs("hrbench4k", **settings)
 
 
-def process_hrbench8k(dataset):
-    return build_docs("hrbench8k")
+def process_hrbench8k(dataset, **settings):
+    return build_docs("hrbench8k", **settings)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -69,6 +69,12 @@ class TrainConfig:
 
     def protocol_config(self) -> ProtocolConfig:
         """The protocol the rollout runs: the paper's two turns for mgpo, the direct prompt for grpo/sft."""
+        turns, runs = self.protocol.get("max_turns"), 2 if self.algo == "mgpo" else 1
+        if turns is not None and int(turns) != runs:
+            raise MgpoError(
+                f"--max-turns {turns}: training runs the two-turn protocol only (--algo {self.algo} runs {runs}); "
+                "more turns are for mgpo infer / mgpo eval"
+            )
         try:
             if self.algo == "mgpo":
                 return ProtocolConfig.paper().with_options(**self.protocol)
@@ -127,6 +133,7 @@ def make_config(yaml_path: str | Path | None = None, **flags: Any) -> TrainConfi
         cfg.turn_max_new_tokens = PAPER_TURN_TOKENS
     cfg.trl = {**preset_trl, **trl, **{k: v for k, v in trl_flags.items() if v is not None}}
     cfg.protocol = protocol
+    cfg.protocol_config()  # a bad protocol option is one line now, before any data or model loads
     return cfg
 
 

@@ -26,8 +26,11 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def clean(value: object) -> str:
-    """Text safe to print: control characters (a model may emit ESC) shown in caret form, never executed."""
-    return _CONTROL.sub(lambda m: "^" + chr((ord(m.group()) + 64) % 128) if ord(m.group()) < 128 else "^?", str(value))
+    """Text safe to print: control characters (a model may emit ESC) shown in caret form, never executed, and the
+    replacement character U+FFFD (bytes the tokenizer could not decode) written as the escape ``\\ufffd``, so it
+    reads as undecodable output rather than as a glyph the terminal may draw as anything or nothing."""
+    text = _CONTROL.sub(lambda m: "^" + chr((ord(m.group()) + 64) % 128) if ord(m.group()) < 128 else "^?", str(value))
+    return text.replace("\ufffd", "\\ufffd")
 
 
 def turn_colour(i: int) -> tuple[int, int, int]:

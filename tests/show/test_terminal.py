@@ -155,3 +155,12 @@ def test_no_color_terminal_gets_the_text_view(eval_run):
     print_records(load_records(eval_run.path)[:1], console)
     text = ANSI.sub("", console.file.getvalue())
     assert UPPER_HALF not in text and "box (original)" in text and "boxes are listed per turn" in text
+
+
+def test_undecodable_model_output_is_shown_escaped(eval_run):
+    record = load_records(eval_run.path)[0]
+    record.trajectory.turns[0].output = "caf\ufffd\ufffd and a box"
+    console = _plain_console(width=200)
+    print_records([record], console)
+    out = console.file.getvalue()
+    assert "\ufffd" not in out and "caf\\ufffd\\ufffd and a box" in out
