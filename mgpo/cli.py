@@ -30,8 +30,9 @@ def _type_unless_flag(self: TyperOption, ctx: Any) -> str | None:
     return None if self.is_flag else _typer_display_type(self, ctx)
 
 
-_typer_display_type = TyperOption.display_type_rich
-TyperOption.display_type_rich = _type_unless_flag  # type: ignore[method-assign]
+_typer_display_type = getattr(TyperOption, "display_type_rich", None)
+if _typer_display_type is not None:  # a Typer without the method prints no placeholder to begin with
+    TyperOption.display_type_rich = _type_unless_flag  # type: ignore[method-assign]
 
 # ---------------------------------------------------------------------------------------------------------------
 # Shared options
