@@ -93,9 +93,10 @@ def infer(
 ) -> None:
     """Answer one question about one image with multi-turn grounding, and show the trajectory."""
     from mgpo.artifacts import save_artifacts
-    from mgpo.infer import build_engine, load_input
+    from mgpo.engine import build_engine
     from mgpo.infer import infer as run_infer
-    from mgpo.render import print_trajectory
+    from mgpo.infer import load_input
+    from mgpo.view import print_trajectory
 
     options = options or {}
     cfg = protocol_config(preset, **protocol_options(options))
@@ -295,8 +296,8 @@ def eval_(
     results = run_eval(opts, err)
     Console().print(results_table(results))
     if show_failures:
-        from mgpo.render import show_failures as print_failures
         from mgpo.types import iter_jsonl
+        from mgpo.view import show_failures as print_failures
 
         print_failures(iter_jsonl(output_dir / "trajectories.jsonl"), show_failures, Console())
     problem = incomplete(results, output_dir)

@@ -10,10 +10,11 @@ from rich.console import Console
 from rich.rule import Rule
 
 from mgpo.artifacts import save_artifacts
-from mgpo.infer import build_engine, infer
-from mgpo.render import print_trajectory
+from mgpo.engine import build_engine
+from mgpo.infer import infer
 from mgpo.synthetic import demo_scene
 from mgpo.tiny import build_tiny_model
+from mgpo.view import print_trajectory
 
 QUESTION = "What is the color of the cup?"
 CHOICES = ["red", "blue", "green", "yellow"]

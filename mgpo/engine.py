@@ -14,8 +14,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mgpo import imaging, protocol
+from mgpo.backends import make_backend
 from mgpo.backends.base import Backend, Generation, Request
 from mgpo.episode import Episode
 from mgpo.errors import MgpoError
@@ -23,6 +25,7 @@ from mgpo.protocol import ProtocolConfig
 from mgpo.scoring import score_response
 from mgpo.types import Sample, Trajectory, Turn
 
+DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 MAX_LOAD_THREADS = 8
 DEFAULT_BATCH_SIZE = 8  # samples in flight when neither the caller nor the backend says
 
@@ -219,3 +222,17 @@ class Engine:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
+def build_engine(
+    backend: str = "hf",
+    model: str | None = DEFAULT_MODEL,
+    protocol: ProtocolConfig | None = None,
+    responses: str | Path | list[dict] | None = None,
+    max_image_pixels: int | None = None,
+    **backend_options: Any,
+) -> Engine:
+    """A ready Engine: the named backend loaded with the model, under the protocol (paper by default)."""
+    cfg = protocol or ProtocolConfig.paper()
+    be = make_backend(backend, model, protocol=cfg, responses=responses, **backend_options)
+    return Engine(be, cfg, max_image_pixels=max_image_pixels)

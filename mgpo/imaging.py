@@ -213,6 +213,11 @@ def visual_tokens(frame: tuple[int, int]) -> int:
     return (frame[0] // PATCH_FACTOR) * (frame[1] // PATCH_FACTOR)
 
 
+def max_visual_tokens(max_pixels: int) -> int:
+    """The most image-pad tokens an image resized under ``max_pixels`` can take."""
+    return max_pixels // (PATCH_FACTOR * PATCH_FACTOR)
+
+
 def fit_side_limits(size: tuple[int, int]) -> tuple[int, int]:
     """Grow a size so that each side is at least 28 px and the aspect ratio at most 200:1."""
     w, h = max(size[0], MIN_SIDE), max(size[1], MIN_SIDE)

@@ -1,33 +1,15 @@
-"""One image and one question through the engine: what `mgpo infer` and `mgpo demo` call."""
+"""One image and one question through the engine: what `mgpo infer` and `mgpo demo` call (the engine itself and
+its factory, ``build_engine``, live in mgpo.engine)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
 from mgpo import imaging
-from mgpo.backends import make_backend
 from mgpo.engine import Engine
-from mgpo.protocol import ProtocolConfig
 from mgpo.types import Sample, Trajectory
-
-DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
-
-
-def build_engine(
-    backend: str = "hf",
-    model: str | None = DEFAULT_MODEL,
-    protocol: ProtocolConfig | None = None,
-    responses: str | Path | list[dict] | None = None,
-    max_image_pixels: int | None = None,
-    **backend_options: Any,
-) -> Engine:
-    """A ready Engine: the named backend loaded with the model, under the protocol (paper by default)."""
-    cfg = protocol or ProtocolConfig.paper()
-    be = make_backend(backend, model, protocol=cfg, responses=responses, **backend_options)
-    return Engine(be, cfg, max_image_pixels=max_image_pixels)
 
 
 def load_input(

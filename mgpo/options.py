@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -181,3 +182,17 @@ def with_options(*groups: tuple[Option, ...]) -> Callable[[Callable[..., Any]], 
         return command
 
     return wrap
+
+
+def options_dict(value: dict[str, Any] | str | None, name: str) -> dict[str, Any]:
+    """A dict option that may arrive as JSON text (lmms-eval ``--model_args``, CLI strings)."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise MgpoError(f"{name} must be a JSON object, e.g. {name}='{{\"temperature\": 0.7}}'") from None
+    if not isinstance(value, dict):
+        raise MgpoError(f"{name} must be a JSON object, got {type(value).__name__}")
+    return dict(value)

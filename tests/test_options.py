@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from mgpo.cli import app
 from mgpo.errors import MgpoError
-from mgpo.eval.model import MgpoModel
+from mgpo.eval.lmms_model import MgpoModel
 from mgpo.options import ALL, IMAGES, PROTOCOL
 
 SHARED = ("--parsing", "--coords", "--box-policy", "--resampling", "--max-turns")

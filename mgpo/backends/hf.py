@@ -120,7 +120,7 @@ class HFBackend:
         self.model_id = model_id
         self.device = resolve_device(device)
         self.batch_size = max(1, int(batch_size))  # read by the engine: how many samples it runs at once
-        from mgpo.backends.options import options_dict
+        from mgpo.options import options_dict
 
         self.sampling = options_dict(sampling, "sampling")
         self.decoding = decoding or Sampling()

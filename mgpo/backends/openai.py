@@ -36,8 +36,8 @@ from tenacity import (
 
 from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
 from mgpo.backends.frames import IdentityCache, to_model_frame
-from mgpo.backends.options import options_dict
 from mgpo.errors import MgpoError
+from mgpo.options import options_dict
 from mgpo.sampling import Sampling
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})

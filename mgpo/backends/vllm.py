@@ -16,8 +16,8 @@ from typing import Any
 
 from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
 from mgpo.backends.frames import IdentityCache, to_model_frame
-from mgpo.backends.options import options_dict
 from mgpo.errors import MgpoError, ModelLoadError
+from mgpo.options import options_dict
 from mgpo.sampling import Sampling
 
 MISSING = "vLLM is not installed; pip install 'mgpo[vllm]' on a CUDA machine"

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from mgpo.errors import MgpoError
 from mgpo.eval.metrics import MACRO_TASKS, task_accuracy
-from mgpo.eval.record import read_rows
+from mgpo.eval.run_log import read_rows
 
 TRAJECTORIES = "trajectories.jsonl"
 

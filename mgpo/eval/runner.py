@@ -19,13 +19,12 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from mgpo.engine import Engine
+from mgpo.engine import DEFAULT_MODEL, Engine, build_engine
 from mgpo.errors import MgpoError
 from mgpo.eval import metrics
 from mgpo.eval.docs import read_local_records
-from mgpo.eval.record import Recorder, read_rows, retryable, row_key
+from mgpo.eval.run_log import RunLog, read_rows, retryable, row_key
 from mgpo.eval.tasks import TASKS_DIR, stock_task_error
-from mgpo.infer import DEFAULT_MODEL, build_engine
 from mgpo.protocol import ProtocolConfig
 from mgpo.sampling import Sampling
 
@@ -109,7 +108,7 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
     _check(opts)  # before the heavy imports: a bad flag fails at once
     from lmms_eval.evaluator import simple_evaluate
 
-    from mgpo.eval.model import MgpoModel
+    from mgpo.eval.lmms_model import MgpoModel
 
     console = console or Console(stderr=True)
     out = opts.output_dir
@@ -123,17 +122,17 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
         options = {"device": opts.device, "dtype": opts.dtype, "batch_size": opts.batch_size, **options}
     engine = build_engine(opts.backend, opts.model, opts.protocol, opts.responses, opts.max_image_pixels,
                           **options)  # fmt: skip
-    recorder = Recorder(out / TRAJECTORIES, out / "images", resume=opts.resume)
+    run_log = RunLog(out / TRAJECTORIES, out / "images", resume=opts.resume)
     modes = [("grounded", opts.protocol)]
     if opts.ablate:
         modes.append(("direct", ProtocolConfig.direct(**_pipeline(opts.protocol))))
     lmms_results: dict[str, Any] = {}
     requested: set = set()
     for mode, cfg in modes:
-        model = MgpoModel(engine=Engine(engine.backend, cfg, opts.max_image_pixels), recorder=recorder, mode=mode,
+        model = MgpoModel(engine=Engine(engine.backend, cfg, opts.max_image_pixels), run_log=run_log, mode=mode,
                           sampling=opts.sampling,
                           batch_size=opts.batch_size)  # fmt: skip
-        with _progress(console, recorder, mode):
+        with _progress(console, run_log, mode):
             res = simple_evaluate(
                 model=model, tasks=_task_configs(opts, tm), task_manager=tm, limit=opts.limit, bootstrap_iters=0,
                 log_samples=True, repeats=opts.repeats, verbosity="WARNING",
@@ -155,17 +154,17 @@ def _pipeline(cfg: ProtocolConfig) -> dict[str, Any]:
 
 
 @contextmanager
-def _progress(console: Console, recorder: Recorder, mode: str) -> Iterator[None]:
+def _progress(console: Console, run_log: RunLog, mode: str) -> Iterator[None]:
     columns = (TextColumn(f"[bold]{mode}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("elapsed"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())  # fmt: skip
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task(mode, total=None)
-        recorder.on_total = lambda n: progress.update(bar, total=n, completed=0)
-        recorder.on_row = lambda row: progress.advance(bar)
+        run_log.on_total = lambda n: progress.update(bar, total=n, completed=0)
+        run_log.on_row = lambda row: progress.advance(bar)
         try:
             yield
         finally:
-            recorder.on_total = recorder.on_row = None
+            run_log.on_total = run_log.on_row = None
 
 
 def _save_samples(folder: Path, samples: dict[str, list[dict[str, Any]]]) -> None:

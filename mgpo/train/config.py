@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mgpo.engine import DEFAULT_MODEL
 from mgpo.errors import MgpoError
-from mgpo.infer import DEFAULT_MODEL
 from mgpo.protocol import ProtocolConfig
 
 ALGOS = ("mgpo", "grpo", "sft")

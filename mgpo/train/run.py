@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mgpo import imaging
 from mgpo.errors import MgpoError
 from mgpo.train.config import TrainConfig
 
@@ -116,7 +117,8 @@ def build_args(cfg: TrainConfig, processor: Any):
     cap = turn_cap(cfg)
     if "max_completion_length" not in cfg.trl:
         # both turns at the per-turn cap, plus the turn-2 message: its text and at most the crop's image tokens
-        base["max_completion_length"] = cap if proto.single_turn else 2 * cap + proto.crop_max_pixels // 784 + 512
+        turn2_message = imaging.max_visual_tokens(proto.crop_max_pixels) + 512
+        base["max_completion_length"] = cap if proto.single_turn else 2 * cap + turn2_message
     merged = {**base, **cfg.trl}
     suppress = vision_token_ids(processor.tokenizer)
     gen = dict(merged.get("generation_kwargs") or {})

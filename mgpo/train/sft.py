@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mgpo import imaging
 from mgpo.episode import Episode
 from mgpo.protocol import ProtocolConfig
 from mgpo.train.data import open_image
@@ -46,7 +47,7 @@ def to_sft_rows(batch: dict[str, list], cfg: ProtocolConfig, max_image_pixels: i
 def make_sft_trainer(cfg: Any, args: Any, dataset: Any, processor: Any, proto: ProtocolConfig, peft_config: Any):
     from trl import SFTTrainer
 
-    max_pixels = cfg.max_image_pixels or 300_000_000
+    max_pixels = cfg.max_image_pixels or imaging.DEFAULT_MAX_IMAGE_PIXELS
     train_set = dataset.with_transform(lambda batch: to_sft_rows(batch, proto, max_pixels))
     return SFTTrainer(
         model=cfg.model, args=args, train_dataset=train_set, processing_class=processor, peft_config=peft_config

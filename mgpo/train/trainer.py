@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from mgpo import protocol
+from mgpo import imaging, protocol
 from mgpo.episode import Episode
 from mgpo.errors import MgpoError
 from mgpo.protocol import ProtocolConfig
@@ -52,7 +52,7 @@ class MGPOTrainer(GRPOTrainer):
                 f"training runs the two-turn protocol; max_turns={self.protocol.max_turns} is not supported"
             )
         self.turn_max_new_tokens = turn_max_new_tokens
-        self.max_image_pixels = max_image_pixels or 300_000_000
+        self.max_image_pixels = max_image_pixels or imaging.DEFAULT_MAX_IMAGE_PIXELS
         tok = self._tokenizer
         self.end_of_turn_id = tok.convert_tokens_to_ids("<|im_end|>")
         if not isinstance(self.end_of_turn_id, int) or self.end_of_turn_id < 0:

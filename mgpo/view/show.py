@@ -1,4 +1,4 @@
-"""What `mgpo show`, `mgpo infer` and `mgpo eval --show-failures` call: pick records, then print, page or export."""
+"""What `mgpo show` and `mgpo eval --show-failures` call: pick records, then print, page or export."""
 
 from __future__ import annotations
 

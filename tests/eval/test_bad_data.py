@@ -14,7 +14,7 @@ from PIL import Image
 from mgpo import imaging
 from mgpo.errors import ImageError, MgpoError
 from mgpo.eval import docs
-from mgpo.eval.record import read_rows
+from mgpo.eval.run_log import read_rows
 
 
 def _b64_png(size=(640, 480)) -> str:

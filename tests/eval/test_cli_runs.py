@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mgpo.eval.record import read_rows
+from mgpo.eval.run_log import read_rows
 
 
 @pytest.fixture(scope="module")

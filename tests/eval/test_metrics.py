@@ -91,7 +91,7 @@ def test_unscored_rows_are_excluded_and_counted() -> None:
 
 def test_paper_row_gives_60_45_through_every_path(tmp_path) -> None:
     from mgpo.eval.compare import compare_runs
-    from mgpo.eval.record import Recorder
+    from mgpo.eval.run_log import RunLog
     from mgpo.eval.tasks import aggregate_accuracy, aggregate_macro
 
     rows = _paper_rows()
@@ -103,7 +103,7 @@ def test_paper_row_gives_60_45_through_every_path(tmp_path) -> None:
     assert aggregate_macro(items) == results["overall"]["accuracy"]
     assert aggregate_accuracy(items) == results["micro"]["accuracy"]
     for name in ("a", "b"):
-        rec = Recorder(tmp_path / name / "trajectories.jsonl")
+        rec = RunLog(tmp_path / name / "trajectories.jsonl")
         for r in rows:
             rec.write({**r, "task": "mgpo_mmerw_lite", "trajectory": {}})
             rec.write({**r, "task": "mgpo_mmerw_lite", "repeat": 1, "correct": False, "trajectory": {}})

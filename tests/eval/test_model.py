@@ -7,7 +7,7 @@ from PIL import Image
 
 from mgpo.backends.scripted import ScriptedBackend
 from mgpo.engine import Engine
-from mgpo.eval.model import doc_sample, recorded_response, response_text
+from mgpo.eval.lmms_model import doc_sample, recorded_response, response_text
 from mgpo.types import Sample, Trajectory, Turn
 
 
@@ -46,7 +46,7 @@ def test_stock_task_is_refused_pointing_at_the_mgpo_task(tmp_path) -> None:
     from types import SimpleNamespace
 
     from mgpo.errors import MgpoError
-    from mgpo.eval.model import MgpoModel
+    from mgpo.eval.lmms_model import MgpoModel
     from mgpo.eval.runner import EvalOptions, run_eval
 
     with pytest.raises(MgpoError, match=r"vstar_bench.*mgpo_vstar") as err:  # before any model or lmms-eval loads

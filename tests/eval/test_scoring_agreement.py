@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mgpo.eval.record import read_rows
+from mgpo.eval.run_log import read_rows
 from mgpo.eval.runner import EvalOptions, run_eval
 from mgpo.protocol import ProtocolConfig
 

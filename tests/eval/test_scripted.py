@@ -11,7 +11,7 @@ import pytest
 
 from mgpo import benchmarks
 from mgpo.eval import docs as D
-from mgpo.eval.record import read_rows
+from mgpo.eval.run_log import read_rows
 from mgpo.eval.runner import EvalOptions, run_eval
 from mgpo.types import read_trajectories
 

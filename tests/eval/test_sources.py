@@ -13,7 +13,7 @@ from PIL import Image
 
 from mgpo.eval import tasks as T
 from mgpo.eval.compare import compare_runs
-from mgpo.eval.record import Recorder
+from mgpo.eval.run_log import RunLog
 
 
 def _b64_png(size=(64, 48)) -> str:
@@ -65,14 +65,14 @@ def test_hrbench_local_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 def test_entry_point_resolves_the_chat_model() -> None:
     from lmms_eval.models import get_model
 
-    from mgpo.eval.model import MgpoModel
+    from mgpo.eval.lmms_model import MgpoModel
 
     assert get_model("mgpo") is MgpoModel and MgpoModel.is_simple is False
 
 
 def test_compare_runs(tmp_path: Path) -> None:
     def run(name: str, correct: list[int]) -> Path:
-        rec = Recorder(tmp_path / name / "trajectories.jsonl")
+        rec = RunLog(tmp_path / name / "trajectories.jsonl")
         for i, c in enumerate(correct):
             category = "direct_attributes" if i % 2 else "relative_position"
             rec.write({"task": "mgpo_vstar", "doc_id": i, "category": category, "correct": bool(c), "trajectory": {}})

@@ -49,7 +49,7 @@ def _turn1(box: list[int]) -> str:
 @pytest.fixture(scope="session")
 def eval_run(tmp_path_factory: pytest.TempPathFactory) -> EvalRun:
     from mgpo import imaging
-    from mgpo.infer import build_engine
+    from mgpo.engine import build_engine
     from mgpo.protocol import ProtocolConfig
     from mgpo.types import Sample
 

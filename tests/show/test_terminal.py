@@ -10,7 +10,7 @@ from PIL import Image
 from rich.console import Console
 
 from mgpo.artifacts import TURN_COLOURS
-from mgpo.render import print_trajectory, render_trajectory
+from mgpo.view import print_trajectory, render_trajectory
 from mgpo.view.halfblock import UPPER_HALF, HalfBlocks, box_in_cells
 from mgpo.view.records import load_original, load_records
 from mgpo.view.show import print_records, show_failures

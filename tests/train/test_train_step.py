@@ -105,7 +105,8 @@ def test_sft_baseline_runs_a_step(vqa_dir, tiny_model_dir, tmp_path):
 def test_lora_trains_and_saves_a_merged_model_infer_loads(vqa_dir, tiny_model_dir, tmp_path):
     from conftest import SMALL
 
-    from mgpo.infer import build_engine, infer
+    from mgpo.engine import build_engine
+    from mgpo.infer import infer
     from mgpo.train.config import make_config
     from mgpo.train.run import train
 

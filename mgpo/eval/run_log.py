@@ -42,7 +42,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-class Recorder:
+class RunLog:
     """Appends rows to a JSONL file (flush per row) and remembers which samples are finished."""
 
     def __init__(self, path: str | Path, images_dir: str | Path | None = None, resume: bool = False):
