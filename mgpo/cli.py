@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperOption
 
+from mgpo.engine import DEFAULT_MODEL
 from mgpo.errors import MgpoError
 from mgpo.options import BACKEND, IMAGES, PROTOCOL, SAMPLING, backend_options, with_options
 
@@ -192,14 +193,25 @@ def show(
 @app.command()
 @with_options(PROTOCOL, IMAGES)
 def train(
-    data: Annotated[str | None, typer.Option("--data", help="Parquet/JSONL file, folder, or Hub dataset id.")] = None,
-    algo: Annotated[str | None, typer.Option("--algo", help="mgpo (two turns) | grpo (single turn) | sft.")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Hub id or local model directory.")] = None,
-    output_dir: Annotated[str | None, typer.Option("--output-dir", "-o", help="Checkpoints and final model.")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="Parquet/JSONL file, folder, or Hub dataset id; required here or in --config."),
+    ] = None,
+    algo: Annotated[
+        str | None, typer.Option("--algo", help="mgpo (two turns) | grpo (single turn) | sft. Default: mgpo.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help=f"Hub id or local model directory. Default: {DEFAULT_MODEL}.")
+    ] = None,
+    output_dir: Annotated[
+        str | None, typer.Option("--output-dir", "-o", help="Checkpoints and final model. Default: mgpo-train.")
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML of train / GRPOConfig settings.")] = None,
-    preset: Annotated[str | None, typer.Option("--preset", help="default | paper (the paper's recipe).")] = None,
-    split: Annotated[str | None, typer.Option("--split", help="Split of a Hub dataset.")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N rows.")] = None,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="default | paper (the paper's recipe). Default: default.")
+    ] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Split of a Hub dataset. Default: train.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N rows. Default: all.")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps (overrides epochs).")] = None,
     learning_rate: Annotated[
         float | None, typer.Option("--learning-rate", "--lr", help="Optimizer learning rate.")
@@ -211,18 +223,25 @@ def train(
     max_completion_length: Annotated[
         int | None, typer.Option("--max-completion-length", help="Token budget of the whole response.")
     ] = None,
-    turn_max_new_tokens: Annotated[int | None, typer.Option("--turn-max-new-tokens", help="Per-turn cap.")] = None,
+    turn_max_new_tokens: Annotated[
+        int | None, typer.Option("--turn-max-new-tokens", help="Per-turn cap. Default: the model's, else 8192.")
+    ] = None,
     temperature: Annotated[float | None, typer.Option("--temperature", help="Rollout sampling temperature.")] = None,
     reward: Annotated[
-        list[str] | None, typer.Option("--reward", help="accuracy (default) | format | grounding; repeatable.")
+        list[str] | None,
+        typer.Option("--reward", help="accuracy | format | grounding; repeatable. Default: accuracy."),
     ] = None,
-    lora: Annotated[bool | None, typer.Option("--lora/--no-lora", help="Train a LoRA adapter (peft).")] = None,
+    lora: Annotated[
+        bool | None, typer.Option("--lora/--no-lora", help="Train a LoRA adapter (peft). Default: no-lora.")
+    ] = None,
     use_vllm: Annotated[bool | None, typer.Option("--use-vllm/--no-vllm", help="Generate with vLLM.")] = None,
     vllm_mode: Annotated[str | None, typer.Option("--vllm-mode", help="colocate | server.")] = None,
     report_to: Annotated[str | None, typer.Option("--report-to", help="none | wandb | tensorboard.")] = None,
     save_steps: Annotated[int | None, typer.Option("--save-steps", help="Checkpoint every N steps.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Training seed (TRL's seed).")] = None,
-    resume: Annotated[str | None, typer.Option("--resume", help="checkpoint-N folder, or 'latest'.")] = None,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="checkpoint-N folder, or 'latest'. Default: start fresh.")
+    ] = None,
     setting: Annotated[
         list[str] | None, typer.Option("--set", help="Any TRL config field, KEY=VALUE (YAML value); repeatable.")
     ] = None,
@@ -230,7 +249,7 @@ def train(
 ) -> None:
     """Train with MGPO (or the GRPO / SFT baselines) on TRL; saves a model `mgpo infer --model` loads.
 
-    Options left out come from --config, then --preset, then TRL's defaults; protocol options: the paper's."""
+    Unset options come from --config, then --preset, then the default in their help, else TRL's default."""
     from mgpo.train.config import make_config, parse_settings
     from mgpo.train.run import train as run_train
 

@@ -74,3 +74,17 @@ def test_help_shows_no_type_after_flags_and_a_line_for_every_option(command):
     cmd = get_command(app)
     cmd = cmd.commands[command[0]] if command else cmd  # type: ignore[attr-defined]
     assert [p.name for p in cmd.params if getattr(p, "help", None) in (None, "") and p.name != "help"] == []
+
+
+def test_train_help_names_the_default_of_every_option_mgpo_decides():
+    """train's flags default to None (so --config and --preset can fill them); the help still names the default."""
+    from mgpo.train.config import TrainConfig
+
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = {ln.split()[1]: ln for ln in result.output.splitlines() if ln.strip("│ ").startswith("--")}
+    defaults = TrainConfig()
+    for flag, value in (("--algo", defaults.algo), ("--model", defaults.model), ("--output-dir", defaults.output_dir),
+                        ("--preset", defaults.preset), ("--split", defaults.split),
+                        ("--reward", defaults.rewards[0])):  # fmt: skip
+        assert f"Default: {value}." in lines[flag], lines[flag]
