@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 from typer.core import TyperOption
 
 from mgpo.engine import DEFAULT_MODEL
@@ -116,7 +118,7 @@ def infer(
     else:
         print_trajectory(traj, Console(), image=original)
         if save_dir:
-            err.print(f"saved to {save_dir}/")
+            err.print(f"saved to {escape(str(save_dir))}/")
     if traj.error:
         raise MgpoError(traj.error)
 
@@ -264,7 +266,7 @@ def train(
              "temperature": temperature, "use_vllm": use_vllm, "vllm_mode": vllm_mode, "report_to": report_to,
              "save_steps": save_steps, "seed": seed},
     )  # fmt: skip
-    result = run_train(cfg, echo=lambda line: err.print(line, soft_wrap=True, highlight=False))
+    result = run_train(cfg, echo=lambda line: err.print(line, soft_wrap=True, highlight=False, markup=False))
     typer.echo(f"trained {result.steps} step(s); model saved to {result.output_dir} (log: {result.log_file})")
 
 
@@ -322,7 +324,8 @@ def eval_(
     problem = incomplete(results, output_dir)
     if problem:
         raise MgpoError(problem)
-    err.print(f"results in {output_dir}/results.json, trajectories in {output_dir}/trajectories.jsonl")
+    out = escape(str(output_dir))
+    err.print(f"results in {out}/results.json, trajectories in {out}/trajectories.jsonl")
 
 
 @app.command()
@@ -358,7 +361,8 @@ def main() -> None:
     except MgpoError as exc:
         if os.environ.get("MGPO_DEBUG"):
             raise
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # the message holds user text (paths, names) that may look like rich markup: never parse it as such
+        err.print(Text.assemble(("error:", "bold red"), f" {exc}"), highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")

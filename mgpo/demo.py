@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.rule import Rule
 
 from mgpo.artifacts import save_artifacts
@@ -48,5 +49,6 @@ def run_demo(out_dir: str | Path, console: Console) -> dict[str, Path]:
     good = infer(scripted, image_path, QUESTION, CHOICES, ground_truth="A")
     save_artifacts(good, image, out / "scripted")
     print_trajectory(good, console, image=image)
-    console.print(f"\nfiles in {out}/: scene.png, tiny/ and scripted/ (trajectory.json, crop_turn1.png, overlay.png)")
+    files = "scene.png, tiny/ and scripted/ (trajectory.json, crop_turn1.png, overlay.png)"
+    console.print(f"\nfiles in {escape(str(out))}/: {files}")
     return {"image": image_path, "tiny": out / "tiny", "scripted": out / "scripted", "model": model_dir}

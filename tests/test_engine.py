@@ -46,13 +46,16 @@ def test_turn_two_runs_even_if_turn_one_answered() -> None:
 
 def test_iterative_zoom_maps_each_box_from_the_latest_image() -> None:
     cfg = ProtocolConfig.paper(max_turns=3)
-    # 4000x3000 -> frame 1148x868. Turn-1 box [0, 0, 574, 434] is the top-left quarter: original [0, 0, 2000, 1500].
-    # That 2000x1500 crop is pre-resized to 1156x867 -> frame 1148x868 again; the top-left quarter of it is
-    # original [0, 0, 1000, 750].
-    backend = Counting([{"turns": [box_text([0, 0, 574, 434]), box_text([0, 0, 574, 434]), "\\boxed{B}"]}])
+    # 4000x3000 -> frame 1148x868. Turn-1 box [287, 217, 861, 651] is the middle half: original [1000, 750, 3000,
+    # 2250]. That 2000x1500 crop is pre-resized to 1156x867 -> frame 1148x868 again; its bottom-right quarter
+    # [574, 434, 1148, 868] is original [2000, 1500, 3000, 2250]: the crop's offset (1000, 750) added to 1000x750.
+    # (Boxes away from the origin: a mapping that forgot the previous crop's offset would give [1000, 750, 2000,
+    # 1500].)
+    backend = Counting([{"turns": [box_text([287, 217, 861, 651]), box_text([574, 434, 1148, 868]), "\\boxed{B}"]}])
     traj = Engine(backend, cfg).run([Sample(Image.new("RGB", (4000, 3000)), "q?", ["a", "b"], "B")])[0]
-    assert [t.box_original for t in traj.turns] == [[0, 0, 2000, 1500], [0, 0, 1000, 750], None]
-    assert [t.shown_box for t in traj.turns] == [[0, 0, 4000, 3000], [0, 0, 2000, 1500], [0, 0, 1000, 750]]
+    assert [t.box_original for t in traj.turns] == [[1000, 750, 3000, 2250], [2000, 1500, 3000, 2250], None]
+    assert [t.shown_box for t in traj.turns] == [[0, 0, 4000, 3000], [1000, 750, 3000, 2250], [2000, 1500, 3000, 2250]]
+    assert [t.frame_size for t in traj.turns[:2]] == [[1148, 868], [1148, 868]]
     assert "JSON format" in traj.turns[1].prompt  # intermediate turns may ask for another box
     assert "instead output the coordinates" not in traj.turns[2].prompt  # the last turn must answer
     assert traj.correct is True

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mgpo.errors import MgpoError
 from mgpo.eval.metrics import MACRO_TASKS, task_accuracy
@@ -111,7 +112,7 @@ def print_comparison(cmp: Comparison, console: Console) -> None:
     table.add_column("task")
     table.add_column("category")
     for name in runs:
-        table.add_column(name, justify="right")
+        table.add_column(Text(name), justify="right")
     for (task, category), row in cmp.table.iterrows():
         cells = []
         for name in runs:
@@ -121,12 +122,12 @@ def print_comparison(cmp: Comparison, console: Console) -> None:
                 d = cmp.deltas.loc[(task, category), name]
                 cell += f" ({'+' if d >= 0 else ''}{d:.1f})"
             cells.append(cell)
-        table.add_row(task, category, *cells)
+        table.add_row(Text(str(task)), Text(str(category)), *cells)  # names are data, not markup
     console.print(table)
     tests = Table(title="McNemar (exact, two-sided) on shared samples")
     for col in ("run", "task", "shared", "only first right", "only run right", "p"):
         tests.add_column(col, justify="left" if col in ("run", "task") else "right")
     for t in cmp.tests.to_dict(orient="records"):
-        tests.add_row(t["run"], t["task"], str(t["shared"]), str(t["only_baseline_right"]), str(t["only_run_right"]),
-                      f"{t['p_value']:.4f}")  # fmt: skip
+        tests.add_row(Text(str(t["run"])), Text(str(t["task"])), str(t["shared"]), str(t["only_baseline_right"]),
+                      str(t["only_run_right"]), f"{t['p_value']:.4f}")  # fmt: skip
     console.print(tests)

@@ -97,7 +97,7 @@ def turn_facts(turn: Turn) -> Table:
     if turn.fallback:
         facts.add_row("fallback", Text(clean(turn.fallback), style="yellow"))
     if turn.parse_note:
-        facts.add_row("lenient", clean(turn.parse_note))
+        facts.add_row("lenient", Text(clean(turn.parse_note)))
     facts.add_row("cost", f"{turn.visual_tokens} visual + {turn.output_tokens} output tokens, {turn.seconds:.2f}s")
     return facts
 

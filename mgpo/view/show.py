@@ -10,6 +10,7 @@ from typing import Any
 from PIL import Image
 from rich.console import Console
 from rich.rule import Rule
+from rich.text import Text
 
 from mgpo.types import Trajectory
 from mgpo.view.records import (
@@ -75,7 +76,7 @@ def print_records(
     images = images or ImageCache()
     for i, record in enumerate(records):
         if len(records) > 1:
-            console.print(Rule(f"{i + 1}/{len(records)} {record.label}", align="left"))
+            console.print(Rule(Text(f"{i + 1}/{len(records)} {record.label}"), align="left"))
         if draws_pictures(console):
             image, note = images.get(record)
         else:  # plain text draws no pictures: say where the image is without decoding it

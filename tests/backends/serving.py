@@ -19,9 +19,19 @@ SERVER_START_TIMEOUT = 120  # seconds; loading the tiny model takes a few
 
 
 def free_port() -> int:
+    """A port the OS just handed out and released, for servers that must be told their port on the command line."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def refused_url() -> Iterator[str]:
+    """A /v1 URL on 127.0.0.1 where every connection is refused: a port bound (by the OS's choice, port 0) but never
+    listened on, held for the duration, so no other process can take it and answer in between."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{s.getsockname()[1]}/v1"
 
 
 def transformers_cli() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from mgpo import protocol
@@ -36,21 +37,50 @@ def two_turn_requests(n: int) -> tuple[list[Request], list[Request]]:
     return first, second
 
 
-def test_vision_cache_reuses_turn_one_image_with_identical_outputs(backends) -> None:
+def record_logits(backend: HFBackend) -> list:
+    """Make the backend's generate also keep every step's logits (the tokens it returns are unchanged)."""
+    kept: list = []
+    generate = backend.model.generate
+
+    def generate_keeping_logits(**kwargs):
+        out = generate(**kwargs, output_logits=True, return_dict_in_generate=True)
+        kept.append(torch.stack(out.logits, dim=1))  # (batch, steps, vocab)
+        return out.sequences
+
+    backend.model.generate = generate_keeping_logits
+    return kept
+
+
+def test_vision_cache_reuses_turn_one_image_with_identical_outputs(backends, tiny_processor) -> None:
+    """Cached and uncached runs agree on the image features and on every logit, not just on a few greedy tokens
+    of a random model (which would agree for many wrong features too)."""
     cached, plain = backends
     first, second = two_turn_requests(3)
     before = dict(cached.stats)
-    out1 = cached.generate(first)
-    assert cached.stats["vision_misses"] - before["vision_misses"] == 3
-    out2 = cached.generate(second)
+    cached_logits, plain_logits = record_logits(cached), record_logits(plain)
+    try:
+        out1 = cached.generate(first)
+        assert cached.stats["vision_misses"] - before["vision_misses"] == 3
+        out2 = cached.generate(second)
+        ref1, ref2 = plain.generate(first), plain.generate(second)
+    finally:
+        del cached.model.generate, plain.model.generate  # back to the model's own method
     assert cached.stats["vision_hits"] - before["vision_hits"] == 3  # each full image, encoded once in turn 1
     assert cached.stats["vision_misses"] - before["vision_misses"] == 6  # + the three crops
     assert cached.stats["processor_skips"] - before["processor_skips"] == 3  # nor processed again
-    ref1, ref2 = plain.generate(first), plain.generate(second)
     assert plain.stats["vision_hits"] == 0
-    assert [g.text for g in out1] == [g.text for g in ref1]
-    assert [g.text for g in out2] == [g.text for g in ref2]
     assert all(g.error is None for g in out1 + out2)
+    assert [g.text for g in out1 + out2] == [g.text for g in ref1 + ref2]
+    for got, want in zip(cached_logits, plain_logits, strict=True):  # turn 1, then turn 2 (crop + cached image)
+        assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+    # the cached features of turn 1's image are the encoder's own output for that image
+    image = first[0].messages[-1]["content"][0]["image"]
+    features, grid = cached.vision_cache.get(image)
+    pixels = tiny_processor.image_processor(images=[image], return_tensors="pt")
+    with torch.inference_mode():
+        direct = plain.model.base_model.get_image_features(pixels["pixel_values"], pixels["image_grid_thw"])
+    assert torch.equal(grid, pixels["image_grid_thw"][0])
+    assert torch.allclose(features, direct.pooler_output[0], atol=1e-5, rtol=1e-4)
 
 
 def test_engine_two_turn_run_hits_the_cache(backends) -> None:

@@ -34,7 +34,8 @@ def test_bar_outputs(bar_run: Path) -> None:
     assert task["grounding"]["valid_box_ratio"] is not None and "iou" in task["grounding"]
     assert task["grounding"]["with_gt_boxes"] == 20
     assert task["cost"]["mean_turns"] >= 1 and task["cost"]["mean_visual_tokens"] > 0
-    assert task["lmms_eval"]["accuracy,none"] == pytest.approx(task["overall"]["accuracy"])
+    # (lmms-eval's aggregate against results.json is checked where the accuracy is known and not 0: scripted
+    # outputs of 40%, 70% and 80% in test_scoring_agreement.py and test_scripted.py; the random tiny model scores 0)
     lines = (bar_run / "trajectories.jsonl").read_text().splitlines()
     assert len(lines) == 20
     for line in lines:

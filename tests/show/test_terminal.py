@@ -114,7 +114,15 @@ def test_print_trajectory_uses_the_image_infer_has_in_hand(eval_run):
     console = _plain_console()
     print_trajectory(traj, console, image=image)
     assert "\x1b" not in console.file.getvalue() and "turn 2" in console.file.getvalue()
-    assert render_trajectory(traj, image) is not None
+    # the renderable on its own is the same view: pictures with colour, the turns' text and boxes without
+    console = _colour_console()
+    console.print(render_trajectory(traj, image, width=120, height=40, colour=True))
+    assert UPPER_HALF in console.file.getvalue()
+    console = _plain_console(width=200)
+    console.print(render_trajectory(traj, image, width=200, colour=False))
+    out = console.file.getvalue()
+    assert UPPER_HALF not in out and traj.question in out and "turn 2" in out
+    assert "[{}, {}, {}, {}]".format(*traj.turns[0].box_original) in out
 
 
 def test_show_failures_prints_the_first_n_wrong_answers(eval_run):

@@ -3,7 +3,7 @@ token replaced by <|im_end|> (mask 1); a turn 2 cut by the total cap gets mask 0
 
 from __future__ import annotations
 
-from conftest import BOX_TURN
+from train_helpers import BOX_TURN
 
 
 def _current_cap(trainer) -> int:

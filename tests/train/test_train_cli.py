@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import SMALL, write_images
+from train_helpers import SMALL, write_images
 from typer.testing import CliRunner
 
 from mgpo.cli import app

@@ -8,10 +8,10 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import write_images
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
+from train_helpers import write_images
 
 from mgpo.benchmarks import split_inline_options
 from mgpo.errors import MgpoError

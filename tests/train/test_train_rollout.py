@@ -5,7 +5,7 @@ prompt tokens, the same scored response and the same verdict."""
 from __future__ import annotations
 
 import torch
-from conftest import BOX_TURN, script
+from train_helpers import BOX_TURN, script
 
 from mgpo import imaging, protocol
 from mgpo.backends.hf import render_inputs

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import BOX_TURN, script
+from train_helpers import BOX_TURN, script
 
 from mgpo.backends.hf import vision_token_ids
 
@@ -86,7 +86,7 @@ def test_grpo_baseline_runs_a_step_single_turn(vqa_dir, make_trainer):
 
 
 def test_sft_baseline_runs_a_step(vqa_dir, tiny_model_dir, tmp_path):
-    from conftest import SMALL
+    from train_helpers import SMALL
 
     from mgpo.train.config import make_config
     from mgpo.train.run import train
@@ -103,7 +103,7 @@ def test_sft_baseline_runs_a_step(vqa_dir, tiny_model_dir, tmp_path):
 
 
 def test_lora_trains_and_saves_a_merged_model_infer_loads(vqa_dir, tiny_model_dir, tmp_path):
-    from conftest import SMALL
+    from train_helpers import SMALL
 
     from mgpo.engine import build_engine
     from mgpo.infer import infer
