@@ -104,7 +104,7 @@ def infer(
     options = options or {}
     cfg = protocol_config(preset, **protocol_options(options))
     max_image_pixels = options["max_image_pixels"]
-    original = load_input(image, max_image_pixels, cfg.image_mode)  # fail on a bad image before loading a model
+    original = load_input(image, max_image_pixels, cfg.image_mode, cfg.view_pixels)  # fails before a model loads
     given = backend_options(backend, options)
     if backend != "scripted":
         given["decoding"] = decoding(options["sampling"], options["temperature"], options["top_p"], options["seed"])

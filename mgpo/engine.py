@@ -20,7 +20,7 @@ from mgpo import imaging, protocol
 from mgpo.backends import make_backend
 from mgpo.backends.base import Backend, Generation, Request
 from mgpo.episode import Episode
-from mgpo.errors import MgpoError
+from mgpo.errors import INTERNAL_HINT, MgpoError, debug_traceback, is_bug, one_line
 from mgpo.protocol import ProtocolConfig
 from mgpo.scoring import score_response
 from mgpo.types import Sample, Trajectory, Turn
@@ -104,8 +104,7 @@ class Engine:
                 try:
                     self._advance(f, turn, gen)
                 except Exception as exc:  # a bug or odd image on one sample must not sink the batch
-                    f.trajectory.error = f"internal error on turn {turn + 1}: {_one_line(exc)}"
-                    f.trajectory.error_kind = "internal"
+                    _internal(f.trajectory, f"internal error on turn {turn + 1}", exc)
                     f.done = True
                 if f.done:
                     finish(f)
@@ -138,10 +137,13 @@ class Engine:
         )
         flight = InFlight(index, sample, traj)
         try:
-            original = imaging.load_image(sample.image, self.max_image_pixels, cfg.image_mode)
+            original = imaging.load_image(sample.image, self.max_image_pixels, cfg.image_mode, cfg.view_pixels)
             flight.episode = Episode(original, sample.question, list(sample.choices), cfg)
         except MgpoError as exc:
             traj.error, traj.error_kind = str(exc), "input"
+            flight.done = True
+        except Exception as exc:  # not the input's fault: one sample's bug must not sink the chunk either
+            _internal(traj, "internal error loading the image", exc)
             flight.done = True
         return flight
 
@@ -159,7 +161,11 @@ class Engine:
         except MgpoError as exc:
             return [Generation("", error=str(exc)) for _ in live]
         except Exception as exc:
-            return [Generation("", error=f"{self.backend.name} backend failed: {_one_line(exc)}") for _ in live]
+            if is_bug(exc):  # a mistake in code, not a failing model or server: --resume must not retry it
+                message = f"internal error in the {self.backend.name} backend ({INTERNAL_HINT}): {one_line(exc)}"
+                extra = {"traceback": debug_traceback(exc)}
+                return [Generation("", error=message, error_kind="internal", extra=extra) for _ in live]
+            return [Generation("", error=f"{self.backend.name} backend failed: {one_line(exc)}") for _ in live]
 
     def _turn_budget(self, f: InFlight) -> int | None:
         """The per-turn cap, lowered so a turn never runs far past the total cap: the model's earlier tokens alone
@@ -200,7 +206,9 @@ class Engine:
         )
         f.trajectory.turns.append(record)
         if gen.error:
-            f.trajectory.error, f.trajectory.error_kind = gen.error, "backend"
+            f.trajectory.error, f.trajectory.error_kind = gen.error, gen.error_kind or "backend"
+            if gen.extra.get("traceback"):
+                f.trajectory.meta["traceback"] = gen.extra["traceback"]
             f.done = True
             return
         self._count(f, turn, gen)
@@ -219,9 +227,12 @@ class Engine:
         traj.correct = score.correct if traj.error is None else (False if traj.ground_truth else None)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+def _internal(traj: Trajectory, where: str, exc: BaseException) -> None:
+    """Record a bug as an internal error (never retried by --resume), with its traceback under MGPO_DEBUG."""
+    traj.error, traj.error_kind = f"{where} ({INTERNAL_HINT}): {one_line(exc)}", "internal"
+    tb = debug_traceback(exc)
+    if tb:
+        traj.meta["traceback"] = tb
 
 
 def build_engine(

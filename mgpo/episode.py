@@ -37,7 +37,7 @@ class Episode:
         self.choices = list(choices)
         # the pre-resized original: turn 1's image and the fallback image
         self.full_view = imaging.pre_resize(original, cfg.min_pixels, cfg.max_pixels, cfg.resampling)
-        imaging.check_shape(self.full_view.size)
+        imaging.check_view(original.size, cfg.min_pixels, cfg.max_pixels)  # the load check, so the two agree
         self.view = self.full_view  # the image the next turn is shown
         self.region = [0, 0, *original.size]  # original-pixel region the current view shows
         self.messages: list[dict[str, Any]] = protocol.first_turn_messages(cfg, self.view, question, self.choices)

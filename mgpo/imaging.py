@@ -42,12 +42,17 @@ IMAGE_MODES = ("reference", "upright")
 
 
 def load_image(
-    source: Image.Image | str | Path | bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, mode: str = "upright"
+    source: Image.Image | str | Path | bytes,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    mode: str = "upright",
+    view_pixels: tuple[int, int] | None = None,
 ) -> Image.Image:
     """Open any common image as 8-bit RGB, or raise ImageError with a one-line reason.
 
     ``mode='reference'`` is the reference's ``Image.open(path).convert('RGB')``: no EXIF rotation, alpha dropped (the
     paper preset). ``mode='upright'`` applies the EXIF rotation, composites alpha on white and rescales 16-bit data.
+    ``view_pixels`` (the protocol's (min_pixels, max_pixels)) also checks the view the protocol will resize it to,
+    so an image that cannot be shown to the model fails here, named, rather than later in the episode.
     """
     if mode not in IMAGE_MODES:
         raise ValueError(f"image mode must be one of {', '.join(IMAGE_MODES)}; got {mode!r}")
@@ -71,7 +76,10 @@ def load_image(
             image = to_rgb(image)
     except (OSError, ValueError, SyntaxError) as exc:  # truncated data surfaces here, at decode time
         raise ImageError(f"{name}: cannot decode image ({_short(exc)}); re-save it as PNG or JPEG") from exc
-    check_shape(image.size, name)
+    if view_pixels is None:
+        check_shape(image.size, name)
+    else:
+        check_view(image.size, *view_pixels, name=name)
     return image
 
 
@@ -147,9 +155,30 @@ def check_shape(size: tuple[int, int], name: str = "<image>") -> None:
         raise ImageError(f"{name}: image is {w}x{h} px; each side must be at least {MIN_SIDE} px, upscale it first")
     if max(w, h) / min(w, h) > MAX_ASPECT:
         raise ImageError(
-            f"{name}: aspect ratio {max(w, h) / min(w, h):.0f}:1 exceeds {MAX_ASPECT}:1, which Qwen-VL processors "
-            "reject; crop or pad the image"
+            f"{name}: aspect ratio {_ratio(w, h)} exceeds {MAX_ASPECT}:1, which Qwen-VL processors reject; crop or pad "
+            "the image"
         )
+
+
+def check_view(size: tuple[int, int], min_pixels: int, max_pixels: int, name: str = "<image>") -> None:
+    """check_shape on the image, then on the view the protocol's pre-resize makes of it (what the processor gets).
+
+    The two can disagree: the pre-resize truncates each side, so a 6000x30 image (exactly 200:1) becomes 6335x31
+    (204.4:1) when it is scaled up into min_pixels. The load check and the episode both call this one function."""
+    check_shape(size, name)
+    view = pre_resize_size(size, min_pixels, max_pixels)
+    vw, vh = view
+    if min(vw, vh) < MIN_SIDE or max(vw, vh) / min(vw, vh) > MAX_ASPECT:
+        raise ImageError(
+            f"{name}: {size[0]}x{size[1]} ({_ratio(*size)}) becomes {vw}x{vh} ({_ratio(vw, vh)}) when resized into the "
+            f"protocol's {min_pixels:,}..{max_pixels:,} pixels; Qwen-VL processors need each side at least "
+            f"{MIN_SIDE} px and at most {MAX_ASPECT}:1, so crop or pad the image"
+        )
+
+
+def _ratio(w: int, h: int) -> str:
+    r = max(w, h) / min(w, h)
+    return f"{r:.0f}:1" if r == int(r) else f"{r:.1f}:1"
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

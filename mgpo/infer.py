@@ -13,10 +13,14 @@ from mgpo.types import Sample, Trajectory
 
 
 def load_input(
-    image: str | Path | Image.Image, max_image_pixels: int | None = None, mode: str = "reference"
+    image: str | Path | Image.Image,
+    max_image_pixels: int | None = None,
+    mode: str = "reference",
+    view_pixels: tuple[int, int] | None = None,
 ) -> Image.Image:
-    """Validate and load the input image up front, so a bad file fails before a model is loaded."""
-    return imaging.load_image(image, max_image_pixels or imaging.DEFAULT_MAX_IMAGE_PIXELS, mode)
+    """Validate and load the input image up front, so a bad file fails before a model is loaded; ``view_pixels``
+    (the protocol's min/max pixels) also rejects an image whose resized view the model could not take."""
+    return imaging.load_image(image, max_image_pixels or imaging.DEFAULT_MAX_IMAGE_PIXELS, mode, view_pixels)
 
 
 def infer(
@@ -31,7 +35,7 @@ def infer(
     original = (
         image
         if isinstance(image, Image.Image)
-        else load_input(image, engine.max_image_pixels, engine.config.image_mode)
+        else load_input(image, engine.max_image_pixels, engine.config.image_mode, engine.config.view_pixels)
     )
     traj = engine.run_one(Sample(original, question, list(choices or []), ground_truth, id=sample_id))
     if not isinstance(image, Image.Image):

@@ -130,6 +130,11 @@ class ProtocolConfig:
     def lenient(self) -> bool:
         return self.parsing == "lenient"
 
+    @property
+    def view_pixels(self) -> tuple[int, int]:
+        """(min_pixels, max_pixels): the pre-resize range a loaded image must survive (imaging.check_view)."""
+        return self.min_pixels, self.max_pixels
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Texts

@@ -29,6 +29,7 @@ class Generation:
     prompt_tokens: int | None = None
     seconds: float = 0.0
     error: str | None = None  # set when this request failed but the rest of the batch went on
+    error_kind: str | None = None  # with error: None for a backend failure (--resume retries it), 'internal' for a bug
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
-from mgpo.errors import ModelLoadError
+from mgpo.errors import INTERNAL_HINT, ModelLoadError, debug_traceback, is_bug
 from mgpo.sampling import Sampling, per_row_sampler
 
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
@@ -162,7 +162,12 @@ class HFBackend:
                 try:
                     outs.extend(self._generate_batch([req]))
                 except Exception as exc:
-                    outs.append(Generation("", error=f"generation failed: {_one_line(exc)}"))
+                    if is_bug(exc):  # mgpo's own mistake: an internal error, which --resume does not retry
+                        outs.append(Generation("", error=f"internal error in generation ({INTERNAL_HINT}): "
+                                               f"{type(exc).__name__}: {_one_line(exc)}", error_kind="internal",
+                                               extra={"traceback": debug_traceback(exc)}))  # fmt: skip
+                    else:
+                        outs.append(Generation("", error=f"generation failed: {_one_line(exc)}"))
             return outs
 
     def _install_vision_cache(self) -> None:
