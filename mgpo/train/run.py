@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,13 @@ def train(cfg: TrainConfig, echo: Any = print) -> TrainResult:
         raise MgpoError("no training data: add --data FILE|FOLDER|HUB_ID")
     proto = cfg.protocol_config()
     dataset = load_training_data(cfg.data, cfg.split, cfg.limit)
+    resume = _resume(cfg)  # a wrong --resume is one line now, before the model loads
     _check_local(cfg.model)
     processor = load_processor(cfg.model, proto.processor_min_pixels, proto.processor_max_pixels)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if resume is None:  # a fresh run starts a fresh log; a resumed one appends to its own
+        (out / LOG_FILE).unlink(missing_ok=True)
     (out / CONFIG_FILE).write_text(json.dumps({**cfg.to_dict(), "protocol_resolved": proto.to_dict()}, indent=2))
     args = build_args(cfg, processor)
     peft_config = lora_config(cfg)
@@ -69,8 +73,9 @@ def train(cfg: TrainConfig, echo: Any = print) -> TrainResult:
             turn_max_new_tokens=turn_cap(cfg),
             max_image_pixels=cfg.max_image_pixels,
         )
+    quiet_transformers_log(trainer)
     trainer.add_callback(logger.callback())
-    trainer.train(resume_from_checkpoint=_resume(cfg))
+    trainer.train(resume_from_checkpoint=resume)
     save_final(trainer, processor, out, cfg)
     return TrainResult(out, trainer.state.global_step, out / LOG_FILE)
 
@@ -105,6 +110,10 @@ def build_args(cfg: TrainConfig, processor: Any):
         "save_only_model": False,
         "dataloader_pin_memory": on_gpu,
     }
+    if not on_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # several CPU processes (accelerate launch --cpu, or no GPU): without use_cpu the ranks never join one
+        # gloo DDP group, so each trains alone and their weights drift apart
+        base["use_cpu"] = True
     if cfg.algo == "sft":
         base.update(
             {"max_length": None, "remove_unused_columns": False, "dataset_kwargs": {"skip_prepare_dataset": True}}
@@ -175,6 +184,45 @@ def save_final(trainer: Any, processor: Any, out: Path, cfg: TrainConfig) -> Non
         trainer.save_model(str(out))
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(out)
+        (out / "README.md").write_text(model_card(cfg), encoding="utf-8")
+
+
+def model_card(cfg: TrainConfig) -> str:
+    """A model card that names the base model and the command that trained it (TRL's says "[None]" for a local
+    base model)."""
+    import shlex
+    import sys
+
+    command = shlex.join(["mgpo", *sys.argv[1:]]) if Path(sys.argv[0]).name == "mgpo" else None
+    lines = [
+        "---",
+        f"base_model: {cfg.model}",
+        "library_name: transformers",
+        "tags: [mgpo, grounding, vision-language]",
+        "---",
+        "",
+        f"# {Path(cfg.output_dir).name}",
+        "",
+        f"Fine-tuned from `{cfg.model}` with mgpo (`--algo {cfg.algo}`, preset `{cfg.preset}`) on `{cfg.data}`.",
+        "",
+    ]
+    if command:
+        lines += ["Command:", "", "```", command, "```", ""]
+    lines += ["Settings: `mgpo_train.json` beside this file; per-step figures: `train_log.jsonl`.", ""]
+    return "\n".join(lines)
+
+
+def quiet_transformers_log(trainer: Any) -> None:
+    """One line per step: the Trainer's own printer (the raw logs dict, again) goes; its progress bar stays."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class ProgressOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return None
+
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(ProgressOnly)
 
 
 class StepLogger:
@@ -197,6 +245,9 @@ class StepLogger:
                     fh.write(json.dumps(row, default=float) + "\n")
                 parts = [f"{short}={logs[k]:.4g}" for k, short in STEP_KEYS if isinstance(logs.get(k), int | float)]
                 if parts:
-                    logger.echo(f"step {state.global_step}: " + " ".join(parts))
+                    from tqdm.auto import tqdm
+
+                    with tqdm.external_write_mode():  # on its own line, not glued to the progress bar
+                        logger.echo(f"step {state.global_step}: " + " ".join(parts))
 
         return _Cb()

@@ -26,7 +26,7 @@ def vstar_set(tmp_path):
     return folder
 
 
-def test_train_two_steps_then_infer_loads_the_output_then_resume(vstar_set, tiny_model_dir, tmp_path):
+def test_train_two_steps_then_infer_loads_the_output_then_resume(vstar_set, tiny_model_dir, tmp_path, capfd):
     out = tmp_path / "o"
     runner = CliRunner()
     args = ["train", "--algo", "mgpo", "--data", str(vstar_set), "--model", str(tiny_model_dir), "--max-steps", "2",
@@ -43,6 +43,12 @@ def test_train_two_steps_then_infer_loads_the_output_then_resume(vstar_set, tiny
     assert {"config.json", "model.safetensors", "processor_config.json", "generation_config.json"} <= {
         p.name for p in out.iterdir()}  # fmt: skip
     assert (out / "checkpoint-1").is_dir() and (out / "checkpoint-2").is_dir()
+    card = (out / "README.md").read_text()
+    assert f"base_model: {tiny_model_dir}" in card and "--algo mgpo" in card and "[None]" not in card
+    # one line per step: mgpo's, not also the Trainer's raw logs dict
+    printed = result.output + "".join(capfd.readouterr())
+    assert [ln.split(":")[0] for ln in printed.splitlines() if ln.startswith("step ")] == ["step 1", "step 2"], printed
+    assert "'loss'" not in printed and "{'" not in printed
 
     image = vstar_set / "img_0.png"
     result = runner.invoke(app, ["infer", str(image), "What colour?", "-c", "red", "-c", "blue", "--model", str(out),
@@ -56,6 +62,18 @@ def test_train_two_steps_then_infer_loads_the_output_then_resume(vstar_set, tiny
     assert "trained 2 step(s)" in resumed.output
     steps = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps if "reward" in s] == [1, 2, 2]  # the resumed run trained step 2 only
+
+    fresh = runner.invoke(app, args)  # a fresh run in the same directory starts a fresh log
+    assert fresh.exit_code == 0, fresh.output + repr(fresh.exception)
+    steps = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps if "reward" in s] == [1, 2]
+
+
+def test_a_wrong_resume_fails_before_the_model_is_loaded(vstar_set, tmp_path):
+    result = CliRunner().invoke(app, ["train", "--data", str(vstar_set), "--model", "/no/such/model", "--output-dir",
+                                      str(tmp_path / "o"), "--resume", "latest"])  # fmt: skip
+    assert isinstance(result.exception, MgpoError)
+    assert "no checkpoint-N folder to resume from" in str(result.exception)  # not the missing model
 
 
 def test_bad_data_fails_before_the_model_is_loaded(tmp_path):
