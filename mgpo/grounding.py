@@ -218,7 +218,9 @@ def check_box(box: Box, frame: tuple[int, int]) -> str | None:
 
 
 def clamp_box(box: Box, frame: tuple[int, int]) -> Box | None:
-    """Clip a box into the frame and grow it to the minimum side and aspect; None when it misses the frame."""
+    """Clip a box into the frame and grow it to the minimum side and aspect; None when it misses the frame or the
+    frame holds no box the rules accept (a 5600x28 frame: no side can exceed 28 px), so clamping never lets
+    through what the rules refuse."""
     w, h = frame
     x1, x2 = sorted((box.x1, box.x2))
     y1, y2 = sorted((box.y1, box.y2))
@@ -231,7 +233,8 @@ def clamp_box(box: Box, frame: tuple[int, int]) -> Box | None:
         x1, x2 = _grow(x1, x2, (y2 - y1) / (MAX_BOX_ASPECT - 1), w)
     if (y2 - y1) * (MAX_BOX_ASPECT - 1) < (x2 - x1):
         y1, y2 = _grow(y1, y2, (x2 - x1) / (MAX_BOX_ASPECT - 1), h)
-    return Box(x1, y1, x2, y2)
+    clamped = Box(x1, y1, x2, y2)
+    return clamped if check_box(clamped, frame) is None else None
 
 
 def _grow(lo: float, hi: float, size: float, limit: float) -> tuple[float, float]:

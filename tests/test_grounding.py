@@ -169,8 +169,23 @@ def test_clamp_policy_clips_and_grows() -> None:
     assert off.fallback is not None  # a box that misses the image entirely is not clamped into it
 
 
+def test_clamp_never_accepts_a_box_the_rules_refuse() -> None:
+    """A 5600x28 frame holds no valid box (no side can exceed 28 px): clamping falls back instead of accepting."""
+    frame = (5600, 28)
+    assert clamp_box(Box(0, 0, 5600, 28), frame) is None
+    step = ground(block([{"bbox_2d": [0, 0, 5600, 28], "label": "strip"}]), frame, [0, 0, 5600, 28], CLAMP)
+    assert step.fallback is not None and step.box_original is None
+
+
 frames = st.tuples(st.integers(28, 3000), st.integers(28, 3000)).filter(lambda f: max(f) / min(f) <= 200)
 coords = st.floats(-5000, 5000, allow_nan=False)
+
+
+@given(frame=frames, raw=st.tuples(coords, coords, coords, coords))
+@settings(max_examples=500, deadline=None)
+def test_a_clamped_box_always_passes_the_rules(frame, raw) -> None:
+    clamped = clamp_box(Box(*raw), frame)
+    assert clamped is None or check_box(clamped, frame) is None
 
 
 @given(
