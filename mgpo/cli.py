@@ -97,13 +97,14 @@ def infer(
     """Answer one question about one image with multi-turn grounding, and show the trajectory."""
     from mgpo.artifacts import save_artifacts
     from mgpo.engine import build_engine
+    from mgpo.infer import check_ground_truth, load_input
     from mgpo.infer import infer as run_infer
-    from mgpo.infer import load_input
     from mgpo.view import print_trajectory
 
     options = options or {}
     cfg = protocol_config(preset, **protocol_options(options))
     max_image_pixels = options["max_image_pixels"]
+    ground_truth = check_ground_truth(ground_truth, choice)  # a letter past the choices: one line, no model load
     original = load_input(image, max_image_pixels, cfg.image_mode, cfg.view_pixels)  # fails before a model loads
     given = backend_options(backend, options)
     if backend != "scripted":

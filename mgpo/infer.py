@@ -8,7 +8,9 @@ from pathlib import Path
 from PIL import Image
 
 from mgpo import imaging
+from mgpo.answers import LETTERS
 from mgpo.engine import Engine
+from mgpo.errors import MgpoError
 from mgpo.types import Sample, Trajectory
 
 
@@ -23,6 +25,21 @@ def load_input(
     return imaging.load_image(image, max_image_pixels or imaging.DEFAULT_MAX_IMAGE_PIXELS, mode, view_pixels)
 
 
+def check_ground_truth(ground_truth: str | None, choices: list[str] | None) -> str | None:
+    """The ground truth as the option letter it must be when there are choices (``b`` -> ``B``); a letter past the
+    last choice, or anything else, is one line before a model loads. Without choices any text is a ground truth."""
+    if ground_truth is None or not choices:
+        return ground_truth
+    valid = LETTERS[: len(choices)]
+    letter = ground_truth.strip().strip("()").upper()
+    if len(letter) != 1 or letter not in valid:
+        raise MgpoError(
+            f"--ground-truth {ground_truth!r}: with {len(choices)} choice(s) the answer is a letter {valid[0]}-"
+            f"{valid[-1]} (the --choice options in order)"
+        )
+    return letter
+
+
 def infer(
     engine: Engine,
     image: str | Path | Image.Image,
@@ -32,6 +49,7 @@ def infer(
     sample_id: str | None = None,
 ) -> Trajectory:
     """Run one sample; the trajectory records the image path when one was given."""
+    ground_truth = check_ground_truth(ground_truth, choices)
     original = (
         image
         if isinstance(image, Image.Image)

@@ -41,8 +41,24 @@ def resolve_device(device: str) -> str:
     import torch
 
     if device != "auto":
+        check_device(device)
         return device
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str) -> None:
+    """A CUDA device that this machine lacks is one line naming the way out, before any model loads."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ModelLoadError(f"--device {device}: no CUDA GPU is visible to torch here; use --device cpu or auto")
+    index = device.partition(":")[2]
+    if index.isdigit() and int(index) >= torch.cuda.device_count():
+        raise ModelLoadError(
+            f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0..); pick one of them"
+        )
 
 
 def resolve_dtype(dtype: str, device: str):

@@ -20,11 +20,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from mgpo.engine import DEFAULT_MODEL, Engine, build_engine
-from mgpo.errors import MgpoError
+from mgpo.errors import MgpoError, one_line
 from mgpo.eval import metrics
 from mgpo.eval.docs import read_local_records
+from mgpo.eval.fingerprint import check_or_record, fingerprint
 from mgpo.eval.run_log import RunLog, read_rows, retryable, row_key
-from mgpo.eval.tasks import TASKS_DIR, stock_task_error
+from mgpo.eval.tasks import (
+    TASKS_DIR,
+    TaskDataError,
+    offline_data_error,
+    stock_task_error,
+    task_names,
+    unknown_task_error,
+)
 from mgpo.protocol import ProtocolConfig
 from mgpo.sampling import Sampling
 
@@ -87,15 +95,29 @@ def _task_manager(opts: EvalOptions):
 def _check(opts: EvalOptions) -> None:
     if not opts.tasks:
         raise MgpoError("no task given; add --task mgpo_vstar (repeatable)")
-    refused = next((m for t in opts.tasks if (m := stock_task_error(t))), None)
+    known = task_names(opts.tasks_dir)
+    # a typo first (it is not a stock task either), then lmms-eval's own tasks, which mgpo refuses by name
+    refused = next((m for t in opts.tasks if (m := unknown_task_error(t, known) or stock_task_error(t))), None)
     if refused:
         raise MgpoError(refused)
+    if opts.backend in ("hf", "vllm"):
+        from mgpo.backends.hf import _check_local
+
+        _check_local(opts.model)  # a missing model directory is one line before lmms-eval and torch load
+    if opts.backend == "hf" and opts.device.startswith("cuda"):
+        from mgpo.backends.hf import check_device
+
+        check_device(opts.device)
     if opts.repeats < 1:
         raise MgpoError(f"--repeats must be at least 1, got {opts.repeats}")
     if opts.limit is not None and opts.limit < 1:
         raise MgpoError(f"--limit must be at least 1, got {opts.limit}")
     if opts.data is not None:
         read_local_records(opts.data)  # every row readable (labels, options, boxes): one clear line before any model
+    else:
+        problem = offline_data_error(opts.tasks)
+        if problem:
+            raise MgpoError(problem)
     trajectories = opts.output_dir / TRAJECTORIES
     if trajectories.exists() and trajectories.stat().st_size and not opts.resume:
         raise MgpoError(
@@ -106,6 +128,7 @@ def _check(opts: EvalOptions) -> None:
 def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any]:
     """Run the tasks, record every sample, compute the metrics and write results.json; return its content."""
     _check(opts)  # before the heavy imports: a bad flag fails at once
+    check_or_record(opts.output_dir, fingerprint(opts), opts.resume)  # --resume continues only the same run
     from lmms_eval.evaluator import simple_evaluate
 
     from mgpo.eval.lmms_model import MgpoModel
@@ -132,7 +155,7 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
         model = MgpoModel(engine=Engine(engine.backend, cfg, opts.max_image_pixels), run_log=run_log, mode=mode,
                           sampling=opts.sampling,
                           batch_size=opts.batch_size)  # fmt: skip
-        with _progress(console, run_log, mode):
+        with _progress(console, run_log, mode), _own_errors():
             res = simple_evaluate(
                 model=model, tasks=_task_configs(opts, tm), task_manager=tm, limit=opts.limit, bootstrap_iters=0,
                 log_samples=True, repeats=opts.repeats, verbosity="WARNING",
@@ -151,6 +174,31 @@ def _pipeline(cfg: ProtocolConfig) -> dict[str, Any]:
     keep = ("min_pixels", "max_pixels", "processor_min_pixels", "processor_max_pixels", "resampling", "max_new_tokens",
             "answer_fallbacks", "scoring", "image_mode", "max_response_tokens")  # fmt: skip
     return {k: getattr(cfg, k) for k in keep}
+
+
+@contextmanager
+def _own_errors() -> Iterator[None]:
+    """mgpo's own one-line errors as they were raised, not as lmms-eval wrapped them: a task's data error comes back
+    as TaskDataError (see mgpo.eval.tasks), and a retry wrapper (tenacity's RetryError) gives up its last error."""
+    try:
+        yield
+    except TaskDataError as exc:
+        raise exc.error from None
+    except Exception as exc:
+        inner = _retried(exc)
+        if inner is None:
+            raise
+        if isinstance(inner, MgpoError):
+            raise inner from None
+        raise MgpoError(f"lmms-eval failed building the tasks ({one_line(inner)})") from inner
+
+
+def _retried(exc: BaseException) -> BaseException | None:
+    """The last error inside a tenacity RetryError, else None."""
+    attempt = getattr(exc, "last_attempt", None)
+    if type(exc).__name__ != "RetryError" or attempt is None:
+        return None
+    return attempt.exception()
 
 
 @contextmanager

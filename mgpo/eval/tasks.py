@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from mgpo import benchmarks, protocol
+from mgpo.errors import MgpoError, one_line
 from mgpo.eval import docs as D
 from mgpo.eval.metrics import summarise_scores
 from mgpo.protocol import ProtocolConfig
@@ -74,6 +76,80 @@ def stock_task_error(task: str) -> str | None:
             f"choices, \\boxed{{}} answers misread), so its numbers would be wrong; {hint}")  # fmt: skip
 
 
+def task_names(folder: Path = TASKS_DIR) -> list[str]:
+    """The mgpo_* task names of the YAMLs in ``folder``, read without importing lmms-eval (a typo is one line at
+    once, not after its imports)."""
+    names = []
+    for file in sorted(folder.glob("*.yaml")):
+        found = re.search(r"^task:\s*['\"]?([\w.-]+)", file.read_text(encoding="utf-8"), re.MULTILINE)
+        if found:
+            names.append(found.group(1))
+    return names
+
+
+def unknown_task_error(task: str, known: list[str]) -> str | None:
+    """One line for a task name that is neither an mgpo task nor a stock one we map (a typo), naming the closest."""
+    if task in known or (not task.startswith("mgpo_") and task.removesuffix("_reasoning") in STOCK_TASKS):
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(task, known, n=1, cutoff=0.6) or difflib.get_close_matches(
+        f"mgpo_{task}", known, n=1, cutoff=0.6
+    )
+    hint = f"did you mean --task {close[0]}? " if close else ""
+    return f"unknown task {task!r}; {hint}mgpo tasks are: {', '.join(known)}"
+
+
+def task_family(task: str) -> str | None:
+    """The benchmark family (a HUB key) of an mgpo task name, e.g. mgpo_vstar_attr -> vstar."""
+    name = task.removeprefix("mgpo_")
+    for family in sorted(HUB, key=len, reverse=True):
+        if name == family or (name.startswith(f"{family}_") and name.removeprefix(f"{family}_") in ("attr", "pos")):
+            return family
+    return None
+
+
+def hub_offline() -> bool:
+    """True when the user's environment turns the Hugging Face Hub off (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))  # fmt: skip
+
+
+def hub_cached(family: str) -> bool:
+    """Whether the family's hub dataset is in a local cache (datasets' or the hub's), so it loads offline."""
+    path = HUB[family][0]
+    org, _, name = path.partition("/")
+    home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface").expanduser()
+    datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE") or home / "datasets").expanduser()
+    hub_cache = Path(os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or home / "hub")
+    candidates = [datasets_cache / f"{org}___{name}".lower(), datasets_cache / f"{org}___{name}",
+                  hub_cache.expanduser() / f"datasets--{org}--{name}"]  # fmt: skip
+    return any(c.is_dir() for c in candidates)
+
+
+def offline_data_error(tasks: list[str]) -> str | None:
+    """One line when the Hub is off, no local data is given and a task's hub dataset is not cached."""
+    if not hub_offline() or os.environ.get(DATA_ENV):
+        return None
+    for task in tasks:
+        family = task_family(task)
+        if family and not hub_cached(family):
+            return (f"--task {task} reads the hub dataset {HUB[family][0]}, which is not cached, and the Hub is "
+                    f"offline (HF_HUB_OFFLINE); give --data FILE|FOLDER in its schema (`mgpo data synth --out d` "
+                    f"writes one), or go online")  # fmt: skip
+    return None
+
+
+class TaskDataError(SystemExit):
+    """A task's data cannot be read (one line). Raised from process_docs as a SystemExit because lmms-eval retries
+    any Exception there (tenacity, 5 times) and then hides the message in a RetryError; a SystemExit is not retried,
+    the plain lmms-eval command prints it as one line, and `mgpo eval` turns it back into its MgpoError."""
+
+    def __init__(self, error: MgpoError):
+        super().__init__(f"error: {error}")
+        self.error = error
+
+
 def build_docs(
     family: str, category: str | None = None, data: str | Path | None = None, shuffle_options: int | None = None
 ):
@@ -91,7 +167,13 @@ def build_docs(
         records, base = D.read_local_records(local)
         docs = [D.to_doc(shuffle(r), base) for r in records if not category or r.category == category]
         return datasets.Dataset.from_list(docs)
-    hub = datasets.load_dataset(hub_path, hub_name, split=hub_split)
+    try:
+        hub = datasets.load_dataset(hub_path, hub_name, split=hub_split)
+    except Exception as exc:  # offline, no cache, no access: one line with the way out, not the loader's traceback
+        raise MgpoError(
+            f"cannot load the hub dataset {hub_path} ({one_line(exc)}); give --data FILE|FOLDER in its schema "
+            "(`mgpo data synth --out d` writes one), or check the network"
+        ) from exc
     schema = benchmarks.detect_schema(hub.column_names, hub_path)
     if category:
         hub = hub.filter(lambda r: r.get("category") == category)
@@ -119,36 +201,43 @@ def build_docs(
     return hub.map(one, with_indices=True, remove_columns=hub.column_names, features=features)
 
 
+def _docs(family: str, category: str | None = None, **settings):
+    try:
+        return build_docs(family, category, **settings)
+    except MgpoError as exc:
+        raise TaskDataError(exc) from exc
+
+
 def process_vstar(dataset, **settings):
-    return build_docs("vstar", **settings)
+    return _docs("vstar", **settings)
 
 
 def process_vstar_attr(dataset, **settings):
-    return build_docs("vstar", "direct_attributes", **settings)
+    return _docs("vstar", "direct_attributes", **settings)
 
 
 def process_vstar_pos(dataset, **settings):
-    return build_docs("vstar", "relative_position", **settings)
+    return _docs("vstar", "relative_position", **settings)
 
 
 def process_mmerw(dataset, **settings):
-    return build_docs("mmerw", **settings)
+    return _docs("mmerw", **settings)
 
 
 def process_mmerw_lite(dataset, **settings):
-    return build_docs("mmerw_lite", **settings)
+    return _docs("mmerw_lite", **settings)
 
 
 def process_mmerw_cn(dataset, **settings):
-    return build_docs("mmerw_cn", **settings)
+    return _docs("mmerw_cn", **settings)
 
 
 def process_hrbench4k(dataset, **settings):
-    return build_docs("hrbench4k", **settings)
+    return _docs("hrbench4k", **settings)
 
 
 def process_hrbench8k(dataset, **settings):
-    return build_docs("hrbench8k", **settings)
+    return _docs("hrbench8k", **settings)
 
 
 # ---------------------------------------------------------------------------------------------------------------

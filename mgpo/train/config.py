@@ -102,6 +102,7 @@ def make_config(yaml_path: str | Path | None = None, **flags: Any) -> TrainConfi
     protocol_flags = flags.pop("protocol", None) or {}
     values.update({k: v for k, v in flags.items() if v is not None})
     algo = values.get("algo", "mgpo")
+    _check_cheap(values)  # a typo or a missing model directory is one line before TRL (seconds of imports) loads
     own = {f.name for f in dataclasses.fields(TrainConfig)}
     known_trl = trl_field_names(algo)
     proto_fields = {f.name for f in dataclasses.fields(ProtocolConfig)}
@@ -135,6 +136,19 @@ def make_config(yaml_path: str | Path | None = None, **flags: Any) -> TrainConfi
     cfg.protocol = protocol
     cfg.protocol_config()  # a bad protocol option is one line now, before any data or model loads
     return cfg
+
+
+def _check_cheap(values: dict[str, Any]) -> None:
+    """The checks that need no import: --algo, --preset, and a local --model directory that is not there."""
+    algo, preset = values.get("algo", "mgpo"), values.get("preset", "default")
+    if algo not in ALGOS:
+        raise MgpoError(f"unknown --algo {algo!r}; use one of: {', '.join(ALGOS)}")
+    if preset not in PRESETS:
+        raise MgpoError(f"unknown --preset {preset!r}; use one of: {', '.join(PRESETS)}")
+    if values.get("model"):
+        from mgpo.backends.hf import _check_local
+
+        _check_local(str(values["model"]))
 
 
 def _yaml_load(text: str) -> Any:
