@@ -72,7 +72,11 @@ def ground(text: str, frame: tuple[int, int], region: list[int], cfg: ProtocolCo
     if parsed is None:
         return GroundingStep(text, fallback=NO_BOX)
     step = GroundingStep(text[: parsed.end], box_model=parsed.box.as_list(), notes=list(parsed.notes))
-    box = to_frame_pixels(parsed.box, frame, cfg.coords)
+    try:
+        box = to_frame_pixels(parsed.box, frame, cfg.coords)
+    except OverflowError:  # a coordinate of hundreds of digits: no float holds it, so no frame holds the box
+        step.fallback = "box coordinates too large for the image"
+        return step
     reason = check_box(box, frame)
     if reason and cfg.box_policy == "clamp":
         clamped = clamp_box(box, frame)
@@ -153,8 +157,9 @@ def _parse_lenient(text: str) -> ParsedBox | None:
 def _scan_json(text: str, limit: int = 64):
     """Yield (value, end) for JSON lists/objects starting anywhere in text, outermost first."""
     decoder = json.JSONDecoder()
-    pos, seen = 0, 0
-    while seen < limit:
+    pos, seen, tries = 0, 0, 0
+    while seen < limit and tries < 16 * limit:  # bounded: a 100 kB run of '[' must not cost a decode per bracket
+        tries += 1
         starts = [i for i in (text.find("[", pos), text.find("{", pos)) if i >= 0]
         if not starts:
             return
@@ -185,8 +190,15 @@ def _is_number_quad(values: object) -> bool:
     return (
         isinstance(values, list)
         and len(values) == 4
-        and all(type(v) in (int, float) and math.isfinite(v) for v in values)
+        and all(_finite(v) for v in values)
     )
+
+
+def _finite(value: object) -> bool:
+    """A JSON number a float can hold: a 500-digit integer is no coordinate (and math.isfinite would overflow)."""
+    if type(value) is int:
+        return abs(value) < 10**300
+    return type(value) is float and math.isfinite(value)
 
 
 # ---------------------------------------------------------------------------------------------------------------

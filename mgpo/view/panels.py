@@ -59,10 +59,20 @@ def header(record: Record) -> Text:
     return text
 
 
+SHOWN_CHARS = 8_000  # of one turn's output in the terminal view: the first four fifths and the last fifth
+
+
 def model_text(output: str) -> Text:
     """The model's output with its ```json block highlighted (keys, numbers, strings) and set off in bold."""
     if not output:
         return Text("(empty output)", style="dim italic")
+    if len(output) > SHOWN_CHARS:  # a runaway output of megabytes would take minutes to lay out, and no one reads it
+        head, tail = output[: SHOWN_CHARS * 4 // 5], output[-SHOWN_CHARS // 5 :]
+        hidden = len(output) - len(head) - len(tail)
+        text = model_text(head)
+        text.append(f"\n… {hidden:,} characters not shown (the record keeps them all) …\n", style="dim italic")
+        text.append_text(model_text(tail))
+        return text
     output = clean(output)
     text = Text()
     pos = 0
@@ -147,7 +157,17 @@ def text_parts(record: Record, prompts: bool = False) -> list[RenderableType]:
 
 
 def fmt_box(box: list[float] | list[int]) -> str:
-    return "[" + ", ".join(f"{v:g}" for v in box) + "]"
+    return "[" + ", ".join(_number(v) for v in box) + "]"
+
+
+def _number(value: float | int) -> str:
+    """A coordinate as written, shortened when a model wrote hundreds of digits (too big for a float, too long to
+    show)."""
+    try:
+        return f"{value:g}"
+    except (OverflowError, TypeError, ValueError):
+        text = str(value)
+        return text if len(text) <= 24 else f"{text[:12]}…({len(text)} digits)"
 
 
 def _wh(size: list[int] | None) -> str:
