@@ -17,10 +17,10 @@ every row), it measures:
 
 Each row reports samples/s, the server's busy fraction (the share of the row's wall time it had sequences to run,
 not idle waiting for the client), its capacity share (its capacity bound for the work the row gave it, every step
-at full batch, over the wall time), its mean running batch, and then the target ratios. ``--real`` adds the same rows against
-a real ``transformers serve`` of the tiny model (slow on CPU; no busy fraction there). ``--full-size`` runs a
-random-weight Qwen2.5-VL-7B config through ``transformers serve`` on a CUDA GPU and prints absolute figures next to a
-roofline estimate; ``--roofline`` prints that estimate alone (a CPU dry run).
+at full batch, over the wall time), its mean running batch, and then the target ratios. ``--real`` adds the same
+rows against a real ``transformers serve`` of the tiny model (slow on CPU; no busy fraction there). ``--full-size``
+runs a random-weight Qwen2.5-VL-7B config through ``transformers serve`` on a CUDA GPU and prints absolute figures
+next to a roofline estimate; ``--roofline`` prints that estimate alone (a CPU dry run).
 
     python bench/serve.py                  # simulator rows, ~2-4 minutes on CPU, writes bench/serve_report.json
     python bench/serve.py --real           # + transformers serve of the tiny model, concurrency 8
