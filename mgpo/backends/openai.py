@@ -9,9 +9,11 @@ defaults, 3136..12845056 pixels, contain the paper's 200704..1003520); a server 
 defaults or wider. Images travel as lossless PNG data URLs; a conversation is sent whole at every turn (servers with
 prefix caching, such as vLLM and SGLang, reuse turn 1's KV cache for turn 2).
 
-Requests run ``concurrency`` at a time. 429, 5xx, timeouts and connection errors are retried with exponential
-backoff (tenacity); each request that still fails becomes a per-sample ``Generation.error`` so a batch job keeps its
-finished work and can be resumed. The API key comes from an environment variable and is never logged.
+Requests run ``concurrency`` at a time: the engine pipelines per sample through ``generate_one`` (each sample's next
+turn goes out as soon as its last one returns), ``generate`` runs one batch of requests on a thread pool. 429, 5xx,
+timeouts and connection errors are retried with exponential backoff (tenacity); each request that still fails
+becomes a per-sample ``Generation.error`` so a batch job keeps its finished work and can be resumed. The API key
+comes from an environment variable and is never logged.
 """
 
 from __future__ import annotations
@@ -155,6 +157,15 @@ class OpenAIBackend:
             return [self._one(r) for r in requests]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
             return list(pool.map(self._one, requests))
+
+    def generate_one(self, request: Request) -> Generation:
+        """One request, thread-safe: what the engine's pipelined schedule calls, ``concurrency`` at a time."""
+        return self._one(request)
+
+    def reset_failures(self) -> None:
+        """Forget that the server was found down: a new run tries it again."""
+        with self._lock:
+            self._down = None
 
     def chat_body(self, request: Request) -> dict[str, Any]:
         """The JSON body of one chat completion: the whole conversation, images at their model frame."""

@@ -1,8 +1,10 @@
 """The lmms-eval chat model ``mgpo``: each request runs through mgpo's Engine (multi-turn grounding, any backend).
 
-lmms-eval hands over all requests of a task at once; they go to the engine together, which runs them in chunks of
-``batch_size`` samples (one backend call per turn per chunk), and each finished sample is recorded at once (see
-mgpo.eval.run_log), so a killed run resumes where it stopped. What lmms-eval gets back is the engine's stored
+lmms-eval hands over all requests of a task at once; they go to the engine together as a lazy sequence (a doc is
+fetched and its image decoded only when the engine reaches it), which pipelines them per sample on a concurrent
+backend (openai: ``concurrency`` requests in flight) or runs them in chunks of the hf backend's ``batch_size`` (one
+call per turn per chunk), and each finished sample is recorded at once (see mgpo.eval.run_log), so a killed run
+resumes where it stopped. What lmms-eval gets back is the engine's stored
 ``Trajectory.response`` with its score; nothing here parses model text. mgpo_* task docs carry the question and
 options separately, as the protocol needs (choices only in turn 2). Requests from other tasks (lmms-eval's own
 ``vstar_bench``, ...) are refused with one line naming the matching mgpo_* task: their prompt carries the options
@@ -11,7 +13,9 @@ and their scorers misread \\boxed{} answers.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +67,32 @@ def doc_sample(doc: dict[str, Any], request_args: tuple, sample_id: str) -> Samp
         meta = {"category": doc.get("category"), "gt_boxes": boxes, "option_order": list(doc.get("option_order") or [])}
         return Sample(image, doc["question"], list(doc["options"]), doc["answer"], sample_id, union_box(boxes), meta)
     raise MgpoError("this doc is not an mgpo_* task doc (question, options, answer, image_path)")
+
+
+class LazySamples(Sequence[Sample]):
+    """Samples built when the engine asks for one (in its loader threads), kept until ``take`` hands them back:
+    docs stream through the run instead of all being fetched and decoded first."""
+
+    def __init__(self, builders: list[Callable[[], Sample]]):
+        self._builders = builders
+        self._built: dict[int, Sample] = {}
+        self._lock = threading.Lock()  # one doc fetch at a time: a datasets table is not documented thread-safe
+
+    def __len__(self) -> int:
+        return len(self._builders)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        with self._lock:
+            sample = self._built.get(index) or self._builders[index]()
+            self._built[index] = sample
+        return sample
+
+    def take(self, index: int) -> Sample:
+        """The built sample, dropped from here (its record is being written)."""
+        with self._lock:
+            return self._built.pop(index)
 
 
 class MgpoModel(lmms):
@@ -139,13 +169,14 @@ class MgpoModel(lmms):
     def generate_until(self, requests) -> list[str]:
         results: list[str | None] = [None] * len(requests)
         seen: Counter[tuple[str, int]] = Counter()
-        pending: list[tuple[int, dict[str, Any], Sample]] = []
+        pending: list[tuple[int, dict[str, Any]]] = []
+        builders: list[Callable[[], Sample]] = []
         refused = next((m for r in requests if (m := stock_task_error(r.args[-2]))), None)
         if refused:  # before any generation: a stock task's numbers would be silently wrong
             raise MgpoError(refused)
         for i, req in enumerate(requests):
             args = req.args
-            doc_id, task, split = args[-3], args[-2], args[-1]
+            doc_id, task = args[-3], args[-2]
             repeat = seen[(task, doc_id)]  # lmms-eval lists a request's repeats one after another
             seen[(task, doc_id)] += 1
             key = {"mode": self.mode, "task": task, "doc_id": int(doc_id), "repeat": repeat}
@@ -154,21 +185,15 @@ class MgpoModel(lmms):
             if done is not None:
                 results[i] = recorded_response(done)
                 continue
-            doc = self.task_dict[task][split][doc_id]
-            sample_id = str(doc.get("question_id") or f"{task}:{doc_id}")
-            try:
-                sample = doc_sample(doc, args, sample_id)
-            except Exception as exc:  # a broken doc is recorded as a failed sample; the run goes on
-                sample = Sample(Image.new("RGB", (1, 1)), str(args[0]), [], doc.get("answer"), sample_id)
-                sample.meta["doc_error"] = f"cannot build sample: {exc}"
-            sample.meta["seed_key"] = f"{task}:{int(doc_id)}:{repeat}"  # the same draw on every run and --resume
-            sample.meta["sampling"] = self.sampling.to_dict()
-            pending.append((i, key, sample))
+            pending.append((i, key))
+            builders.append(lambda args=args, key=key: self._sample(args, key))
         if self.run_log and self.run_log.on_total:
             self.run_log.on_total(len(pending))
+        samples = LazySamples(builders)
 
         def on_done(j: int, traj: Trajectory) -> None:  # each sample recorded as it finishes: a kill loses none
-            i, key, sample = pending[j]
+            i, key = pending[j]
+            sample = samples.take(j)
             if sample.meta.get("doc_error"):
                 traj.error, traj.error_kind = sample.meta["doc_error"], "input"
                 traj.correct, traj.answer = (False if traj.ground_truth else None), None
@@ -176,9 +201,23 @@ class MgpoModel(lmms):
             if self.run_log:
                 self.run_log.write(self._row(key, sample, traj, results[i]))
 
-        # the engine chunks (one place, bounded memory): batch_size samples in flight, one backend call per turn
-        self.engine.run([s for _, _, s in pending], on_done=on_done, batch_size=self.batch_size_per_gpu)
+        # the engine schedules (one place, bounded memory); the hf backend's chunks are its own batch_size
+        self.engine.run(samples, on_done=on_done)
         return [r if r is not None else "" for r in results]
+
+    def _sample(self, args: tuple, key: dict[str, Any]) -> Sample:
+        """The Sample of one request, built when the engine reaches it; a broken doc becomes a failed sample."""
+        task, split, doc_id, repeat = key["task"], args[-1], args[-3], key["repeat"]
+        doc = self.task_dict[task][split][doc_id]
+        sample_id = str(doc.get("question_id") or f"{task}:{doc_id}")
+        try:
+            sample = doc_sample(doc, args, sample_id)
+        except Exception as exc:  # a broken doc is recorded as a failed sample; the run goes on
+            sample = Sample(Image.new("RGB", (1, 1)), str(args[0]), [], doc.get("answer"), sample_id)
+            sample.meta["doc_error"] = f"cannot build sample: {exc}"
+        sample.meta["seed_key"] = f"{task}:{int(doc_id)}:{repeat}"  # the same draw on every run and --resume
+        sample.meta["sampling"] = self.sampling.to_dict()
+        return sample
 
     def _row(self, key: dict[str, Any], sample: Sample, traj: Trajectory, response: str) -> dict[str, Any]:
         assert self.run_log is not None
