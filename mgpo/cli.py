@@ -231,7 +231,7 @@ def train(
     temperature: Annotated[float | None, typer.Option("--temperature", help="Rollout sampling temperature.")] = None,
     reward: Annotated[
         list[str] | None,
-        typer.Option("--reward", help="accuracy | format | grounding; repeatable. Default: accuracy."),
+        typer.Option("--reward", help="accuracy | format | grounding | valid_box; repeatable. Default: accuracy."),
     ] = None,
     lora: Annotated[
         bool | None, typer.Option("--lora/--no-lora", help="Train a LoRA adapter (peft). Default: no-lora.")
@@ -268,6 +268,17 @@ def train(
     )  # fmt: skip
     result = run_train(cfg, echo=lambda line: err.print(line, soft_wrap=True, highlight=False, markup=False))
     typer.echo(f"trained {result.steps} step(s); model saved to {result.output_dir} (log: {result.log_file})")
+
+
+@app.command()
+def plot(
+    run_dir: Annotated[Path, typer.Argument(help="Output directory of `mgpo train` (or its train_log.jsonl).")],
+    out: Annotated[Path | None, typer.Option("--out", help="PNG to write. Default: RUN_DIR/curves.png.")] = None,
+) -> None:
+    """Draw a training run's curves (reward, valid-box ratio, KL, entropy per step) to a PNG."""
+    from mgpo.train.curves import plot_run
+
+    typer.echo(f"wrote {plot_run(run_dir, out)}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
