@@ -236,6 +236,10 @@ def train(
     lora: Annotated[
         bool | None, typer.Option("--lora/--no-lora", help="Train a LoRA adapter (peft). Default: no-lora.")
     ] = None,
+    merge_lora: Annotated[
+        bool | None,
+        typer.Option("--merge-lora/--no-merge-lora", help="Save LoRA merged into a full model. Default: merge-lora."),
+    ] = None,
     use_vllm: Annotated[bool | None, typer.Option("--use-vllm/--no-vllm", help="Generate with vLLM.")] = None,
     vllm_mode: Annotated[str | None, typer.Option("--vllm-mode", help="colocate | server.")] = None,
     report_to: Annotated[str | None, typer.Option("--report-to", help="none | wandb | tensorboard.")] = None,
@@ -258,7 +262,7 @@ def train(
     options = options or {}
     cfg = make_config(
         config, algo=algo, data=data, model=model, output_dir=output_dir, preset=preset, split=split, limit=limit,
-        rewards=reward or None, lora=lora, turn_max_new_tokens=turn_max_new_tokens, resume_from_checkpoint=resume,
+        rewards=reward or None, lora=lora, merge_lora=merge_lora, turn_max_new_tokens=turn_max_new_tokens, resume_from_checkpoint=resume,
         max_image_pixels=options["max_image_pixels"], protocol=protocol_options(options),
         trl={**parse_settings(setting or []), "max_steps": max_steps, "learning_rate": learning_rate,
              "num_generations": num_generations, "beta": beta, "per_device_train_batch_size": batch_size,
