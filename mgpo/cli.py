@@ -262,7 +262,8 @@ def train(
     options = options or {}
     cfg = make_config(
         config, algo=algo, data=data, model=model, output_dir=output_dir, preset=preset, split=split, limit=limit,
-        rewards=reward or None, lora=lora, merge_lora=merge_lora, turn_max_new_tokens=turn_max_new_tokens, resume_from_checkpoint=resume,
+        rewards=reward or None, lora=lora, merge_lora=merge_lora, turn_max_new_tokens=turn_max_new_tokens,
+        resume_from_checkpoint=resume,
         max_image_pixels=options["max_image_pixels"], protocol=protocol_options(options),
         trl={**parse_settings(setting or []), "max_steps": max_steps, "learning_rate": learning_rate,
              "num_generations": num_generations, "beta": beta, "per_device_train_batch_size": batch_size,
