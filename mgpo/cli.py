@@ -232,10 +232,14 @@ def train(
     temperature: Annotated[float | None, typer.Option("--temperature", help="Rollout sampling temperature.")] = None,
     reward: Annotated[
         list[str] | None,
-        typer.Option("--reward", help="accuracy | format | grounding; repeatable. Default: accuracy."),
+        typer.Option("--reward", help="accuracy | format | grounding | valid_box; repeatable. Default: accuracy."),
     ] = None,
     lora: Annotated[
         bool | None, typer.Option("--lora/--no-lora", help="Train a LoRA adapter (peft). Default: no-lora.")
+    ] = None,
+    merge_lora: Annotated[
+        bool | None,
+        typer.Option("--merge-lora/--no-merge-lora", help="Save LoRA merged into a full model. Default: merge-lora."),
     ] = None,
     use_vllm: Annotated[bool | None, typer.Option("--use-vllm/--no-vllm", help="Generate with vLLM.")] = None,
     vllm_mode: Annotated[str | None, typer.Option("--vllm-mode", help="colocate | server.")] = None,
@@ -259,7 +263,8 @@ def train(
     options = options or {}
     cfg = make_config(
         config, algo=algo, data=data, model=model, output_dir=output_dir, preset=preset, split=split, limit=limit,
-        rewards=reward or None, lora=lora, turn_max_new_tokens=turn_max_new_tokens, resume_from_checkpoint=resume,
+        rewards=reward or None, lora=lora, merge_lora=merge_lora, turn_max_new_tokens=turn_max_new_tokens,
+        resume_from_checkpoint=resume,
         max_image_pixels=options["max_image_pixels"], protocol=protocol_options(options),
         trl={**parse_settings(setting or []), "max_steps": max_steps, "learning_rate": learning_rate,
              "num_generations": num_generations, "beta": beta, "per_device_train_batch_size": batch_size,
@@ -269,6 +274,17 @@ def train(
     )  # fmt: skip
     result = run_train(cfg, echo=lambda line: err.print(line, soft_wrap=True, highlight=False, markup=False))
     typer.echo(f"trained {result.steps} step(s); model saved to {result.output_dir} (log: {result.log_file})")
+
+
+@app.command()
+def plot(
+    run_dir: Annotated[Path, typer.Argument(help="Output directory of `mgpo train` (or its train_log.jsonl).")],
+    out: Annotated[Path | None, typer.Option("--out", help="PNG to write. Default: RUN_DIR/curves.png.")] = None,
+) -> None:
+    """Draw a training run's curves (reward, valid-box ratio, KL, entropy per step) to a PNG."""
+    from mgpo.train.curves import plot_run
+
+    typer.echo(f"wrote {plot_run(run_dir, out)}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

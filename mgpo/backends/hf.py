@@ -99,8 +99,24 @@ def _check_local(model_id: str) -> None:
     if looks_local:
         if not path.expanduser().is_dir():
             raise ModelLoadError(f"{model_id}: model directory not found; check the path or run `mgpo tiny-model DIR`")
-        if not (path.expanduser() / "config.json").is_file():
-            raise ModelLoadError(f"{model_id}: no config.json in this directory; it is not a saved model")
+        folder = path.expanduser()
+        if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+            raise ModelLoadError(
+                f"{model_id}: no config.json (or adapter_config.json) in this directory; it is not a saved model"
+            )
+
+
+def adapter_base(model_id: str) -> str | None:
+    """The base model of a LoRA adapter directory (`mgpo train --lora --no-merge-lora`), else None."""
+    config = Path(model_id).expanduser() / "adapter_config.json"
+    if not config.is_file():
+        return None
+    import json
+
+    base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise ModelLoadError(f"{config}: names no base_model_name_or_path; cannot tell which model it adapts")
+    return str(base)
 
 
 def _load_message(model_id: str, exc: Exception) -> str:
@@ -143,8 +159,13 @@ class HFBackend:
         self.processor = load_processor(model_id, processor_min_pixels, processor_max_pixels)
         kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype, self.device)}
         kwargs["attn_implementation"] = attn_implementation or default_attention(self.device, kwargs["dtype"])
+        base = adapter_base(model_id)
         try:
-            self.model = AutoModelForImageTextToText.from_pretrained(model_id, **kwargs)
+            self.model = AutoModelForImageTextToText.from_pretrained(base or model_id, **kwargs)
+            if base is not None:  # a LoRA adapter: base + adapter, merged once for plain-speed generation
+                from peft import PeftModel
+
+                self.model = PeftModel.from_pretrained(self.model, model_id).merge_and_unload()
         except Exception as exc:
             raise ModelLoadError(_load_message(model_id, exc)) from exc
         self.model.to(self.device).eval()

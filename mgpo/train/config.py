@@ -70,6 +70,9 @@ class TrainConfig:
     def protocol_config(self) -> ProtocolConfig:
         """The protocol the rollout runs: the paper's two turns for mgpo, the direct prompt for grpo/sft."""
         turns, runs = self.protocol.get("max_turns"), 2 if self.algo == "mgpo" else 1
+        if self.algo == "sft" and turns is not None and int(turns) == 2:
+            # two-turn SFT: the MGPO conversation with the ground-truth box as turn 1 (mgpo.train.sft)
+            return ProtocolConfig.paper().with_options(**self.protocol)
         if turns is not None and int(turns) != runs:
             raise MgpoError(
                 f"--max-turns {turns}: training runs the two-turn protocol only (--algo {self.algo} runs {runs}); "

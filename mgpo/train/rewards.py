@@ -16,7 +16,7 @@ from mgpo.protocol import ProtocolConfig
 from mgpo.scoring import score_response
 from mgpo.types import iou
 
-REWARDS = ("accuracy", "format", "grounding")
+REWARDS = ("accuracy", "format", "grounding", "valid_box")
 
 
 def assistant_turns(completion: Any) -> list[str]:
@@ -93,9 +93,24 @@ def grounding_reward(completions: list, gt_box: list | None = None, mgpo_box_ori
     return out
 
 
+def valid_box_reward(completions: list, mgpo_box_valid: list[bool] | None = None, **_: Any) -> list[float]:
+    """1.0 when turn 1's box passed the box rules (the next turn was shown a crop), else 0.0: rewards turn 1 alone,
+    which shows that the gradient reaches the grounding turn (bench/learn.py's second run)."""
+    if mgpo_box_valid is None:
+        from mgpo.errors import MgpoError
+
+        raise MgpoError("the valid_box reward needs the two-turn rollout (--algo mgpo)")
+    return [1.0 if valid else 0.0 for valid in mgpo_box_valid]
+
+
 def reward_functions(names: list[str], cfg: ProtocolConfig | None = None) -> list[Callable[..., list]]:
     """The reward callables for the given names, in order; accuracy scores under ``cfg.scoring``."""
-    table = {"accuracy": make_accuracy_reward(cfg), "format": format_reward, "grounding": grounding_reward}
+    table = {
+        "accuracy": make_accuracy_reward(cfg),
+        "format": format_reward,
+        "grounding": grounding_reward,
+        "valid_box": valid_box_reward,
+    }
     unknown = [n for n in names if n not in table]
     if unknown:
         from mgpo.errors import MgpoError

@@ -14,6 +14,7 @@ from mgpo.train.config import TrainConfig
 
 LOG_FILE = "train_log.jsonl"
 CONFIG_FILE = "mgpo_train.json"
+ADAPTER_DIR = "adapter"  # a merged LoRA run keeps its adapter here
 STEP_KEYS = (
     ("reward", "reward"),
     ("reward_std", "std"),
@@ -175,16 +176,29 @@ def _resume(cfg: TrainConfig) -> str | bool | None:
 def save_final(trainer: Any, processor: Any, out: Path, cfg: TrainConfig) -> None:
     """Save a full model + processor to ``out`` (LoRA merged unless asked not to): loadable by `mgpo infer --model`."""
     trainer.accelerator.wait_for_everyone()
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if cfg.lora and cfg.merge_lora and hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+    if cfg.lora and cfg.merge_lora:
+        # the adapter is saved first by the Trainer, which gathers it from every process (DeepSpeed ZeRO-3 shards
+        # parameters: merging the live, partitioned model would write placeholders); the main process then merges
+        # the saved adapter into a freshly loaded base on CPU
+        adapter = out / ADAPTER_DIR
+        trainer.save_model(str(adapter))
+        trainer.accelerator.wait_for_everyone()
         if trainer.accelerator.is_main_process:
-            model.save_pretrained(out)
+            merge_adapter(cfg.model, adapter, out)
     else:
         trainer.save_model(str(out))
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(out)
         (out / "README.md").write_text(model_card(cfg), encoding="utf-8")
+
+
+def merge_adapter(base_model: str, adapter: Path, out: Path) -> None:
+    """Load ``base_model`` on CPU, apply the LoRA adapter saved in ``adapter`` and save the merged model to ``out``."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    base = AutoModelForImageTextToText.from_pretrained(base_model, dtype="auto")
+    PeftModel.from_pretrained(base, str(adapter)).merge_and_unload().save_pretrained(out)
 
 
 def model_card(cfg: TrainConfig) -> str:
