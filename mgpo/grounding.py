@@ -72,7 +72,7 @@ def ground(text: str, frame: tuple[int, int], region: list[int], cfg: ProtocolCo
     if parsed is None:
         return GroundingStep(text, fallback=NO_BOX)
     step = GroundingStep(text[: parsed.end], box_model=parsed.box.as_list(), notes=list(parsed.notes))
-    box = to_frame_pixels(parsed.box, frame, cfg.coords)
+    box = to_frame_pixels(parsed.box, frame, cfg.box_coords)
     reason = check_box(box, frame)
     if reason and cfg.box_policy == "clamp":
         clamped = clamp_box(box, frame)

@@ -22,9 +22,8 @@ from typing import Any
 
 from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
 from mgpo.errors import INTERNAL_HINT, ModelLoadError, debug_traceback, is_bug
+from mgpo.families import VISION_TOKENS  # the same five for every Qwen family
 from mgpo.sampling import Sampling, per_row_sampler
-
-VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
 
 
 def vision_token_ids(tokenizer: Any) -> list[int]:
@@ -69,6 +68,12 @@ def load_processor(model_id: str, min_pixels: int, max_pixels: int):
     if not hasattr(processor, "image_processor"):
         raise ModelLoadError(f"{model_id}: its processor takes no images; give a vision-language model")
     processor.tokenizer.padding_side = "left"
+    if not getattr(processor, "chat_template", None):  # a checkpoint without one: its family's, as released
+        from mgpo import families
+
+        family = families.family_of_type(families.model_type(model_id))
+        if family is not None:
+            processor.chat_template = family.template()
     ip = processor.image_processor
     ip.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
     for attr, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
@@ -132,6 +137,7 @@ class HFBackend:
         except Exception as exc:
             raise ModelLoadError(_load_message(model_id, exc)) from exc
         self.model.to(self.device).eval()
+        self.model_type = getattr(self.model.config, "model_type", None)  # what mgpo.families resolves against
         tok = self.processor.tokenizer
         self.suppress = vision_token_ids(tok)
         gen_cfg = self.model.generation_config

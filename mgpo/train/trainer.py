@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from mgpo import imaging, protocol
+from mgpo import families, imaging, protocol
 from mgpo.episode import Episode
 from mgpo.errors import MgpoError
 from mgpo.protocol import ProtocolConfig
@@ -46,7 +46,7 @@ class MGPOTrainer(GRPOTrainer):
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
-        self.protocol = protocol_config or ProtocolConfig.paper()
+        self.protocol = families.settle(protocol_config or ProtocolConfig.paper())
         if not self.protocol.single_turn and self.protocol.max_turns != 2:
             raise MgpoError(
                 f"training runs the two-turn protocol; max_turns={self.protocol.max_turns} is not supported"
