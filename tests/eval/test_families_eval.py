@@ -25,7 +25,8 @@ def test_eval_reads_boxes_in_the_familys_convention(synth_dir: Path, tmp_path: P
     responses = tmp_path / "r.jsonl"
     responses.write_text("".join(json.dumps(x) + "\n" for x in lines))
     model = str(family_model_dirs["qwen3_vl"])
-    opts = EvalOptions(tasks=["mgpo_vstar"], output_dir=tmp_path / "o", data=synth_dir, model=model, backend="scripted", responses=responses, limit=4, ablate=True,
+    opts = EvalOptions(tasks=["mgpo_vstar"], output_dir=tmp_path / "o", data=synth_dir, model=model,
+                       backend="scripted", responses=responses, limit=4, ablate=True,
                        protocol=ProtocolConfig.paper())  # fmt: skip
     results = run_eval(opts)
     assert results["tasks"]["mgpo_vstar"]["overall"]["accuracy"] == 100.0
