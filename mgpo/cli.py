@@ -128,12 +128,17 @@ def infer(
 def tiny_model(
     out_dir: Annotated[Path, typer.Argument(help="Directory to write the model into.")],
     seed: Annotated[int, typer.Option(help="Weight initialisation seed.")] = 0,
+    family: Annotated[
+        str, typer.Option("--family", help="qwen2_5_vl (default) | qwen2_vl | qwen3_vl | qwen3_5.")
+    ] = "qwen2_5_vl",
 ) -> None:
-    """Write a tiny random Qwen2.5-VL (real architecture, processor and chat template) for offline use."""
+    """Write a tiny random Qwen-VL (real architecture, processor and chat template) for offline use."""
+    from mgpo.families import get_family
     from mgpo.tiny import build_tiny_model
 
-    path = build_tiny_model(out_dir, seed=seed)
-    typer.echo(f"tiny Qwen2.5-VL written to {path}")
+    label = get_family(family).label  # an unknown family is one line, before anything is written
+    path = build_tiny_model(out_dir, seed=seed, family=family)
+    typer.echo(f"tiny {label} written to {path}")
 
 
 @app.command()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mgpo import imaging, protocol
+from mgpo import families, imaging, protocol
 from mgpo.backends import make_backend
 from mgpo.backends.base import Backend, Generation, Request
 from mgpo.episode import Episode
@@ -66,7 +66,7 @@ class Engine:
         lookahead: int | None = None,
     ):
         self.backend = backend
-        self.config = config or ProtocolConfig.paper()
+        self.config = families.settle(config or ProtocolConfig.paper())  # the family's frame and convention
         self.max_image_pixels = max_image_pixels or imaging.DEFAULT_MAX_IMAGE_PIXELS
         # None: pipelined whenever the backend can take one request at a time (generate_one); False forces turns
         self.pipelined = pipelined
@@ -246,6 +246,7 @@ class Engine:
             system_prompt=None if cfg.single_turn else protocol.SYSTEM_PROMPT,
             protocol=cfg.to_dict(),
             meta=dict(sample.meta),
+            model_family=cfg.model_family,
         )
         flight = InFlight(index, sample, traj)
         try:
@@ -322,7 +323,7 @@ class Engine:
             image_size=list(ep.original.size),
             frame_size=list(frame),
             shown_box=list(ep.region),
-            visual_tokens=imaging.visual_tokens(frame),
+            visual_tokens=imaging.visual_tokens(frame, self.config.unit),
             output_tokens=gen.output_tokens or 0,
             seconds=round(gen.seconds, 4),
         )
@@ -365,7 +366,12 @@ def build_engine(
     max_image_pixels: int | None = None,
     **backend_options: Any,
 ) -> Engine:
-    """A ready Engine: the named backend loaded with the model, under the protocol (paper by default)."""
-    cfg = protocol or ProtocolConfig.paper()
+    """A ready Engine: the named backend loaded with the model, under the protocol (paper by default), for the
+    model's family (mgpo.families: from --model-family, else the checkpoint's config, else the model's name)."""
+    requested = protocol or ProtocolConfig.paper()
+    cfg = families.for_model(requested, model)
     be = make_backend(backend, model, protocol=cfg, responses=responses, **backend_options)
-    return Engine(be, cfg, max_image_pixels=max_image_pixels)
+    settled = families.for_backend(requested, cfg, be)
+    if settled.unit != cfg.unit and hasattr(be, "frame_unit"):  # a server's model showed another family
+        be.frame_unit = settled.unit
+    return Engine(be, settled, max_image_pixels=max_image_pixels)

@@ -50,7 +50,7 @@ class Episode:
     def frame(self) -> tuple[int, int]:
         """The model frame of the current view: the pixels the model's coordinates live in (spec §3)."""
         cfg = self.cfg
-        return imaging.model_frame(self.view.size, cfg.processor_min_pixels, cfg.processor_max_pixels)
+        return imaging.model_frame(self.view.size, cfg.processor_min_pixels, cfg.processor_max_pixels, cfg.unit)
 
     @property
     def response(self) -> str:

@@ -73,7 +73,7 @@ def ground(text: str, frame: tuple[int, int], region: list[int], cfg: ProtocolCo
         return GroundingStep(text, fallback=NO_BOX)
     step = GroundingStep(text[: parsed.end], box_model=parsed.box.as_list(), notes=list(parsed.notes))
     try:
-        box = to_frame_pixels(parsed.box, frame, cfg.coords)
+        box = to_frame_pixels(parsed.box, frame, cfg.box_coords)
     except OverflowError:  # a coordinate of hundreds of digits: no float holds it, so no frame holds the box
         step.fallback = "box coordinates too large for the image"
         return step

@@ -1,7 +1,8 @@
 """Loading images safely and resizing them the way the protocol does. Pure PIL; no model, no prompts.
 
 Two resizes decide the frame the model's coordinates live in (spec §3): the protocol's pre-resize into
-[min_pixels, max_pixels] (``pre_resize``), then the processor's rounding to multiples of 28 (``model_frame``).
+[min_pixels, max_pixels] (``pre_resize``), then the processor's rounding to multiples of the model family's frame
+unit (``model_frame``: 28 px for Qwen2/2.5-VL, 32 px for Qwen3-VL / Qwen3.5).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from mgpo.errors import ImageError
 
-PATCH_FACTOR = 28  # patch_size 14 * spatial merge 2: Qwen2/2.5-VL's rounding unit
+PATCH_FACTOR = 28  # patch_size 14 * spatial merge 2: Qwen2/2.5-VL's rounding unit (the default; see mgpo.families)
 MIN_SIDE = 28  # smaller images or crops crash the Qwen processor
 MAX_ASPECT = 200  # smart_resize raises above this
 EXIF_ORIENTATION = 0x0112
@@ -227,24 +228,25 @@ def pre_resize(image: Image.Image, min_pixels: int, max_pixels: int, resampling:
     return image.resize(size, RESAMPLING[resampling])
 
 
-def model_frame(size: tuple[int, int], min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """The (w, h) the processor turns an image of ``size`` into: transformers' smart_resize, factor 28."""
+def model_frame(size: tuple[int, int], min_pixels: int, max_pixels: int, unit: int = PATCH_FACTOR) -> tuple[int, int]:
+    """The (w, h) the processor turns an image of ``size`` into: transformers' smart_resize with the model family's
+    frame unit (patch_size * merge_size: 28 for Qwen2/2.5-VL, 32 for Qwen3-VL / Qwen3.5)."""
     # imported here: transformers takes seconds to import, and `mgpo show` loads images without needing it
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
     w, h = size
-    fh, fw = smart_resize(h, w, factor=PATCH_FACTOR, min_pixels=min_pixels, max_pixels=max_pixels)
+    fh, fw = smart_resize(h, w, factor=unit, min_pixels=min_pixels, max_pixels=max_pixels)
     return fw, fh
 
 
-def visual_tokens(frame: tuple[int, int]) -> int:
-    """Number of image-pad tokens Qwen2/2.5-VL spends on an image of this frame (one per 28x28 cell)."""
-    return (frame[0] // PATCH_FACTOR) * (frame[1] // PATCH_FACTOR)
+def visual_tokens(frame: tuple[int, int], unit: int = PATCH_FACTOR) -> int:
+    """Number of image-pad tokens the model spends on an image of this frame: one per unit x unit cell."""
+    return (frame[0] // unit) * (frame[1] // unit)
 
 
-def max_visual_tokens(max_pixels: int) -> int:
+def max_visual_tokens(max_pixels: int, unit: int = PATCH_FACTOR) -> int:
     """The most image-pad tokens an image resized under ``max_pixels`` can take."""
-    return max_pixels // (PATCH_FACTOR * PATCH_FACTOR)
+    return max_pixels // (unit * unit)
 
 
 def fit_side_limits(size: tuple[int, int]) -> tuple[int, int]:

@@ -62,11 +62,22 @@ class Option:
 PROTOCOL = (
     Option("max_turns", int, "Assistant turns (paper 2); more zooms iteratively.", PROTOCOL_PANEL),
     Option("parsing", str, "Box parsing: strict (paper) | lenient.", PROTOCOL_PANEL),
-    Option("coords", str, "Box coordinates: resized-pixels (Qwen2.5-VL, paper) | normalized-1000.", PROTOCOL_PANEL),
+    Option(
+        "coords",
+        str,
+        "Box coordinates: resized-pixels (Qwen2.5-VL, paper) | normalized-1000 (default: the model family's).",
+        PROTOCOL_PANEL,
+    ),
     Option("box_policy", str, "Out-of-image box: reject (paper) | clamp.", PROTOCOL_PANEL),
     Option("scoring", str, "paper (mathruler on the final turn) | letter (letter reader + fallbacks).", PROTOCOL_PANEL),
     Option("max_new_tokens", int, "Per-turn token cap (default: the model's, else 8192).", PROTOCOL_PANEL),
     Option("max_response_tokens", int, "Total token cap of the response (paper 12192; 0: none).", PROTOCOL_PANEL),
+    Option(
+        "model_family",
+        str,
+        "auto (from the model's config.json, else its name) | qwen2_vl | qwen2_5_vl | qwen3_vl | qwen3_5.",
+        PROTOCOL_PANEL,
+    ),
 )
 # The image pipeline: ProtocolConfig's pixel limits, resampling and image opening, plus the input-size guard.
 IMAGES = (

@@ -71,7 +71,7 @@ class ProtocolConfig:
     processor_max_pixels: int = PROCESSOR_PIXELS[1]
     resampling: str = "nearest"
     box_policy: BoxPolicy = "reject"
-    coords: Coords = "resized-pixels"
+    coords: Coords | None = None  # None: the model family's convention (resized-pixels for Qwen2.5-VL)
     parsing: Parsing = "strict"
     max_new_tokens: int | None = None  # None: the checkpoint's generation_config cap, else 8192 (paper)
     # the whole response (turn 1 + turn-2 message with its image tokens + turn 2) past this many tokens: the last
@@ -83,6 +83,10 @@ class ProtocolConfig:
     # upright: EXIF rotation applied and alpha composited on white, friendlier for users' photos
     image_mode: ImageMode = "reference"
     single_turn: bool = False  # direct-answer baseline: one turn, no grounding
+    # the model family (mgpo.families): None or 'auto' until resolved from the checkpoint; it sets the frame unit
+    # (the processor's patch * merge size, px) and the coordinate convention unless coords is given
+    model_family: str | None = None
+    frame_unit: int | None = None  # None: the family's
 
     def __post_init__(self) -> None:
         if self.max_turns < 1:
@@ -93,14 +97,20 @@ class ProtocolConfig:
             raise ValueError("pixel limits need 0 < min_pixels <= max_pixels")
         for name, value, allowed in (
             ("box_policy", self.box_policy, ("reject", "clamp")),
-            ("coords", self.coords, ("resized-pixels", "normalized-1000")),
+            ("coords", self.coords, ("resized-pixels", "normalized-1000", None)),
             ("parsing", self.parsing, ("strict", "lenient")),
             ("scoring", self.scoring, ("paper", "letter")),
             ("image_mode", self.image_mode, ("reference", "upright")),
             ("resampling", self.resampling, ("nearest", "bilinear", "bicubic", "lanczos", "box")),
         ):
             if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+                raise ValueError(f"{name} must be one of {', '.join(a for a in allowed if a)}; got {value!r}")
+        if self.model_family not in (None, "auto"):
+            from mgpo.families import get_family
+
+            get_family(self.model_family)  # an unknown family is one line naming the choices
+        if self.frame_unit is not None and self.frame_unit <= 0:
+            raise ValueError(f"frame_unit must be > 0, got {self.frame_unit}")
 
     @classmethod
     def paper(cls, **overrides: Any) -> ProtocolConfig:
@@ -129,6 +139,23 @@ class ProtocolConfig:
     @property
     def lenient(self) -> bool:
         return self.parsing == "lenient"
+
+    @property
+    def family(self):
+        """The model family (mgpo.families.ModelFamily); Qwen2.5-VL while unresolved."""
+        from mgpo.families import get_family
+
+        return get_family(None if self.model_family in (None, "auto") else self.model_family)
+
+    @property
+    def box_coords(self) -> str:
+        """The coordinate convention boxes are read in: --coords, else the model family's."""
+        return self.coords or self.family.coords
+
+    @property
+    def unit(self) -> int:
+        """The frame unit in pixels: frames are multiples of it and one visual token covers a unit x unit cell."""
+        return self.frame_unit or self.family.frame_unit
 
     @property
     def view_pixels(self) -> tuple[int, int]:

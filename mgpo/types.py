@@ -107,6 +107,7 @@ class Trajectory:
     protocol: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    model_family: str | None = None  # mgpo.families name: the frame and coordinate convention the turns used
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -45,3 +45,14 @@ def image_file(tmp_path: Path):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def family_model_dirs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Path]:
+    """A tiny random model of every family (mgpo.families), written once per session; qwen2_5_vl is the shared one."""
+    from mgpo.families import NAMES
+    from mgpo.tiny import build_tiny_model
+
+    root = tmp_path_factory.mktemp("families")
+    dirs = {name: build_tiny_model(root / name, family=name) for name in NAMES if name != "qwen2_5_vl"}
+    return {"qwen2_5_vl": tiny_model_dir, **dirs}

@@ -29,8 +29,18 @@ class BackendEntry:
 
 REGISTRY: dict[str, BackendEntry] = {
     "hf": BackendEntry("mgpo.backends.hf:HFBackend"),
-    "openai": BackendEntry("mgpo.backends.openai:OpenAIBackend", needs_model=False),
-    "vllm": BackendEntry("mgpo.backends.vllm:VLLMBackend", protocol_options=lambda cfg: {"max_images": cfg.max_turns}),
+    # the backends that resize images to the model frame get the family's frame unit
+    "openai": BackendEntry(
+        "mgpo.backends.openai:OpenAIBackend", needs_model=False, protocol_options=lambda cfg: {"frame_unit": cfg.unit}
+    ),
+    "vllm": BackendEntry(
+        "mgpo.backends.vllm:VLLMBackend",
+        protocol_options=lambda cfg: {
+            "max_images": cfg.max_turns,
+            "frame_unit": cfg.unit,
+            "pixel_keys": cfg.family.pixel_keys,
+        },
+    ),
     "scripted": BackendEntry("mgpo.backends.scripted:ScriptedBackend", needs_model=False),
 }
 BACKENDS = tuple(REGISTRY)

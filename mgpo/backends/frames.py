@@ -17,12 +17,15 @@ from PIL import Image
 from mgpo import imaging
 
 
-def to_model_frame(image: Image.Image, min_pixels: int, max_pixels: int) -> Image.Image:
-    """Resize to the frame the engine computed, so the server's smart_resize keeps it as it is.
+def to_model_frame(
+    image: Image.Image, min_pixels: int, max_pixels: int, unit: int = imaging.PATCH_FACTOR
+) -> Image.Image:
+    """Resize to the frame the engine computed (``unit``: the model family's frame unit), so the server's
+    smart_resize keeps it as it is.
 
     Bicubic, like Qwen's image processor, so the pixels match what the hf backend's processor would feed the model.
     """
-    frame = imaging.model_frame(image.size, min_pixels, max_pixels)
+    frame = imaging.model_frame(image.size, min_pixels, max_pixels, unit)
     if frame == image.size:
         return image
     return image.resize(frame, Image.Resampling.BICUBIC)

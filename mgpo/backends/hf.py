@@ -22,9 +22,8 @@ from typing import Any
 
 from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
 from mgpo.errors import INTERNAL_HINT, ModelLoadError, debug_traceback, is_bug
+from mgpo.families import VISION_TOKENS  # the same five for every Qwen family
 from mgpo.sampling import Sampling, per_row_sampler
-
-VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
 
 
 def vision_token_ids(tokenizer: Any) -> list[int]:
@@ -85,6 +84,12 @@ def load_processor(model_id: str, min_pixels: int, max_pixels: int):
     if not hasattr(processor, "image_processor"):
         raise ModelLoadError(f"{model_id}: its processor takes no images; give a vision-language model")
     processor.tokenizer.padding_side = "left"
+    if not getattr(processor, "chat_template", None):  # a checkpoint without one: its family's, as released
+        from mgpo import families
+
+        family = families.family_of_type(families.model_type(model_id))
+        if family is not None:
+            processor.chat_template = family.template()
     ip = processor.image_processor
     ip.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
     for attr, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
@@ -169,6 +174,7 @@ class HFBackend:
         except Exception as exc:
             raise ModelLoadError(_load_message(model_id, exc)) from exc
         self.model.to(self.device).eval()
+        self.model_type = getattr(self.model.config, "model_type", None)  # what mgpo.families resolves against
         tok = self.processor.tokenizer
         self.suppress = vision_token_ids(tok)
         gen_cfg = self.model.generation_config
@@ -294,8 +300,10 @@ class VisionCache:
 
     Keyed by object identity (the engine passes the same PIL object for turn 1's image and for its re-showing);
     an entry, ``(embeddings, grid_thw row)``, dies with its image or when the byte budget is exceeded (least
-    recently used first). Outputs are per image, which holds for Qwen2/2.5-VL: each image attends only to itself
-    in the vision tower. Entries the current batch relies on are pinned until it is generated.
+    recently used first). Outputs are per image, which holds for every Qwen family: each image attends only to
+    itself in the vision tower. Qwen3-VL's encoder also returns deepstack features (one per tapped vision layer,
+    added to the first text layers); they are cached with the embeddings (``Encoded.deep``). Entries the current
+    batch relies on are pinned until it is generated.
     """
 
     def __init__(self, budget_bytes: int, stats: dict[str, Any]):
@@ -304,6 +312,7 @@ class VisionCache:
         self.used = 0
         self.pinned: dict[int, tuple[Any, Any]] = {}
         self.skipping = False  # set while the owning backend renders a batch it is about to generate
+        self.output_class: type | None = None  # the encoder's output type, when it carries deepstack features
         self._entries: OrderedDict[int, tuple[weakref.ref, tuple[Any, Any], int]] = OrderedDict()
         self._lock = threading.RLock()  # re-entrant: a weakref callback may fire while the lock is held
 
@@ -321,8 +330,8 @@ class VisionCache:
             self._entries.move_to_end(id(image))
             return hit[1]
 
-    def put(self, image, embeddings, grid=None) -> None:
-        size = int(embeddings.numel() * embeddings.element_size())
+    def put(self, image, embeddings, grid=None, deep: tuple | None = None) -> None:
+        size = sum(int(t.numel() * t.element_size()) for t in (embeddings, *(deep or ())))
         if size > self.budget:
             return
         key = id(image)
@@ -332,7 +341,7 @@ class VisionCache:
             return
         with self._lock:
             self._pop(key)
-            self._entries[key] = (ref, (embeddings, grid), size)
+            self._entries[key] = (ref, Encoded(embeddings, grid, deep), size)
             self.used += size
             while self.used > self.budget and self._entries:
                 self._pop(next(iter(self._entries)))
@@ -358,17 +367,41 @@ class VisionCache:
         self.stats["vision_hits"] += len(images) - len(missing)
         self.stats["vision_misses"] += len(missing)
         embeddings = [c[0] if c is not None else None for c in cached]
+        deeps = [c.deep if c is not None else None for c in cached]
         last_hidden = None
         if missing:
             bounds = [0, *torch.cumsum(grid_thw.prod(-1), 0).tolist()]
             rows = torch.cat([pixel_values[bounds[i] : bounds[i + 1]] for i in missing])
             out = encode(rows, grid_thw[missing], **kwargs)
-            for i, emb in zip(missing, out.pooler_output, strict=True):
+            layers = getattr(out, "deepstack_features", None)  # Qwen3-VL: per layer, a tuple over images
+            if layers is not None:
+                self.output_class = type(out)
+            for j, (i, emb) in enumerate(zip(missing, out.pooler_output, strict=True)):
                 embeddings[i] = emb
-                self.put(images[i], emb, grid_thw[i].detach().cpu())
+                deeps[i] = tuple(layer[j] for layer in layers) if layers is not None else None
+                self.put(images[i], emb, grid_thw[i].detach().cpu(), deeps[i])
             if len(missing) == len(images):
                 last_hidden = out.last_hidden_state
+        if any(d is not None for d in deeps):
+            if self.output_class is None or any(d is None for d in deeps):  # one model: all or none have them
+                raise RuntimeError("vision cache: an image's deepstack features are missing")
+            deepstack = [tuple(d[k] for d in deeps) for k in range(len(deeps[0]))]
+            return self.output_class(
+                last_hidden_state=last_hidden, pooler_output=tuple(embeddings), deepstack_features=deepstack
+            )
         return BaseModelOutputWithPooling(last_hidden_state=last_hidden, pooler_output=tuple(embeddings))
+
+
+class Encoded(tuple):
+    """A cache entry: ``(embeddings, grid_thw row)``, and ``deep``, the image's deepstack features (Qwen3-VL) or
+    None."""
+
+    deep: tuple | None
+
+    def __new__(cls, embeddings, grid, deep: tuple | None = None):
+        entry = super().__new__(cls, (embeddings, grid))
+        entry.deep = deep
+        return entry
 
 
 class SkippingImageProcessor:

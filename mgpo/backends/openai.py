@@ -77,6 +77,7 @@ class OpenAIBackend:
         processor_min_pixels: int = 3136,
         processor_max_pixels: int = 12_845_056,
         check: bool | str = True,
+        frame_unit: int = 28,
         **ignored: Any,
     ):
         unknown = set(ignored) - IGNORED_OPTIONS
@@ -96,6 +97,7 @@ class OpenAIBackend:
         self.sampling = options_dict(sampling, "sampling")
         self.decoding = decoding or Sampling()
         self.frame_limits = (int(processor_min_pixels), int(processor_max_pixels))
+        self.frame_unit = int(frame_unit)  # the model family's (mgpo.families): 28 Qwen2/2.5-VL, 32 Qwen3-VL/3.5
         headers = {"Content-Type": "application/json"}
         key = _api_key(api_key_env)
         if key:
@@ -264,7 +266,7 @@ class OpenAIBackend:
 
     def image_url(self, image: Image.Image) -> str:
         """A PNG data URL of ``image`` resized to its model frame (cached: turn 2 resends turn 1's image)."""
-        return self._urls.get(image, lambda: encode_png(to_model_frame(image, *self.frame_limits)))
+        return self._urls.get(image, lambda: encode_png(to_model_frame(image, *self.frame_limits, self.frame_unit)))
 
 
 def encode_png(image: Image.Image) -> str:

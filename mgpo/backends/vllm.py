@@ -17,6 +17,7 @@ from typing import Any
 from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
 from mgpo.backends.frames import IdentityCache, to_model_frame
 from mgpo.errors import MgpoError, ModelLoadError
+from mgpo.families import pixel_kwargs
 from mgpo.options import options_dict
 from mgpo.sampling import Sampling
 
@@ -44,6 +45,7 @@ def llm_kwargs(
     max_model_len: int | None = None,
     seed: int = 0,
     extra: dict[str, Any] | None = None,
+    pixel_keys: str = "min_max",
 ) -> dict[str, Any]:
     """Arguments for ``vllm.LLM``: prefix caching, one image per turn, the protocol's pixel limits."""
     kwargs: dict[str, Any] = {
@@ -53,7 +55,8 @@ def llm_kwargs(
         "gpu_memory_utilization": float(gpu_memory_utilization),
         "enable_prefix_caching": True,  # turn 2 extends turn 1's prompt: its KV blocks are reused
         "limit_mm_per_prompt": {"image": int(max_images)},
-        "mm_processor_kwargs": {"min_pixels": int(min_pixels), "max_pixels": int(max_pixels)},
+        # in the keys the family's processor reads (Qwen3-VL / Qwen3.5: size={shortest_edge, longest_edge})
+        "mm_processor_kwargs": pixel_kwargs(pixel_keys, min_pixels, max_pixels),
         "seed": int(seed),
     }
     if max_model_len:
@@ -94,6 +97,8 @@ class VLLMBackend:
         processor_min_pixels: int = 3136,
         processor_max_pixels: int = 12_845_056,
         llm_options: dict[str, Any] | None = None,
+        frame_unit: int = 28,
+        pixel_keys: str = "min_max",
         **ignored: Any,
     ):
         unknown = set(ignored) - {"device", "batch_size", "attn_implementation"}  # vLLM places and batches itself
@@ -107,6 +112,7 @@ class VLLMBackend:
 
         self.model_id = model_id
         self.limits = (int(processor_min_pixels), int(processor_max_pixels))
+        self.frame_unit = int(frame_unit)  # the model family's (mgpo.families)
         self.processor = load_processor(model_id, *self.limits)  # chat template, same as the hf backend
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens else _generation_cap(model_id)
         self.sampling = options_dict(sampling, "sampling")
@@ -117,7 +123,7 @@ class VLLMBackend:
             model_id, max_images=int(max_images), min_pixels=self.limits[0], max_pixels=self.limits[1], dtype=dtype,
             tensor_parallel_size=int(tensor_parallel_size), gpu_memory_utilization=float(gpu_memory_utilization),
             max_model_len=int(max_model_len) if max_model_len else None, seed=int(seed),
-            extra=options_dict(llm_options, "llm_options"),
+            extra=options_dict(llm_options, "llm_options"), pixel_keys=pixel_keys,
         )  # fmt: skip
         try:
             self.llm = vllm.LLM(**kwargs)
@@ -129,7 +135,7 @@ class VLLMBackend:
         return self.max_new_tokens
 
     def _frame(self, image):
-        return self._frames.get(image, lambda: to_model_frame(image, *self.limits))
+        return self._frames.get(image, lambda: to_model_frame(image, *self.limits, self.frame_unit))
 
     def sampling_params(self, request: Request):
         params: dict[str, Any] = {

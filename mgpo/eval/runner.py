@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +145,7 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
         options = {"device": opts.device, "dtype": opts.dtype, "batch_size": opts.batch_size, **options}
     engine = build_engine(opts.backend, opts.model, opts.protocol, opts.responses, opts.max_image_pixels,
                           **options)  # fmt: skip
+    opts = replace(opts, protocol=engine.config)  # resolved for the model's family (its frame, its box convention)
     run_log = RunLog(out / TRAJECTORIES, out / "images", resume=opts.resume)
     modes = [("grounded", opts.protocol)]
     if opts.ablate:
@@ -172,7 +173,8 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
 def _pipeline(cfg: ProtocolConfig) -> dict[str, Any]:
     """The image-pipeline settings a direct-prompt ablation shares with the grounded run."""
     keep = ("min_pixels", "max_pixels", "processor_min_pixels", "processor_max_pixels", "resampling", "max_new_tokens",
-            "answer_fallbacks", "scoring", "image_mode", "max_response_tokens")  # fmt: skip
+            "answer_fallbacks", "scoring", "image_mode", "max_response_tokens", "model_family",
+            "frame_unit")  # fmt: skip
     return {k: getattr(cfg, k) for k in keep}
 
 

@@ -153,7 +153,14 @@ def followup_text(processor: Any, ro: Rollout, end_of_turn_text: str) -> str:
     head_text = processor.apply_chat_template(head, tokenize=False, add_generation_prompt=False)
     full_text = processor.apply_chat_template([*head, follow], tokenize=False, add_generation_prompt=True)
     if not full_text.startswith(head_text):
-        raise RuntimeError("the chat template is not prefix-preserving; MGPO needs one (as Qwen2.5-VL's is)")
+        # Qwen3.5's template renders the last turn's (empty) think block only while no user turn follows it, so
+        # the prefix changes; what follows turn 1's closing token is still the same: the turn-2 user message
+        # (closed by the last end-of-turn token) and the generation prompt
+        last = full_text.rfind(end_of_turn_text)
+        closing = full_text.rfind(end_of_turn_text, 0, last) if last > 0 else -1
+        if closing < 0:
+            raise RuntimeError("cannot find turn 1's end in the chat template's rendering of the turn-2 message")
+        return full_text[closing + len(end_of_turn_text) :]
     closing = head_text.rfind(end_of_turn_text)
     trailing = head_text[closing + len(end_of_turn_text) :] if closing >= 0 else ""
     return trailing + full_text[len(head_text) :]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mgpo import imaging
+from mgpo import families, imaging
 from mgpo.errors import MgpoError
 from mgpo.train.config import TrainConfig
 
@@ -42,11 +42,12 @@ def train(cfg: TrainConfig, echo: Any = print) -> TrainResult:
 
     if not cfg.data:
         raise MgpoError("no training data: add --data FILE|FOLDER|HUB_ID")
-    proto = cfg.protocol_config()
+    proto = families.for_model(cfg.protocol_config(), cfg.model)  # the model family's frame and convention
     dataset = load_training_data(cfg.data, cfg.split, cfg.limit)
     resume = _resume(cfg)  # a wrong --resume is one line now, before the model loads
     _check_local(cfg.model)
     processor = load_processor(cfg.model, proto.processor_min_pixels, proto.processor_max_pixels)
+    proto = families.with_processor(proto, processor)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if resume is None:  # a fresh run starts a fresh log; a resumed one appends to its own
@@ -127,7 +128,8 @@ def build_args(cfg: TrainConfig, processor: Any):
     cap = turn_cap(cfg)
     if "max_completion_length" not in cfg.trl:
         # both turns at the per-turn cap, plus the turn-2 message: its text and at most the crop's image tokens
-        turn2_message = imaging.max_visual_tokens(proto.crop_max_pixels) + 512
+        unit = families.unit_of(getattr(processor, "image_processor", None)) or proto.unit
+        turn2_message = imaging.max_visual_tokens(proto.crop_max_pixels, unit) + 512
         base["max_completion_length"] = cap if proto.single_turn else 2 * cap + turn2_message
     merged = {**base, **cfg.trl}
     suppress = vision_token_ids(processor.tokenizer)

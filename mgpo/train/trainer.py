@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from mgpo import imaging, protocol
+from mgpo import families, imaging, protocol
 from mgpo.episode import Episode
 from mgpo.errors import MgpoError
 from mgpo.protocol import ProtocolConfig
@@ -46,7 +46,12 @@ class MGPOTrainer(GRPOTrainer):
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
-        self.protocol = protocol_config or ProtocolConfig.paper()
+        # the model family's frame and box convention: resolved from the checkpoint (unless already resolved or
+        # forced), the frame unit taken from the processor that tokenises the images
+        model = args[0] if args else kwargs.get("model")
+        name = model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", None)
+        proto = families.for_model(protocol_config or ProtocolConfig.paper(), name)
+        self.protocol = families.settle(families.with_processor(proto, self.processing_class))
         if not self.protocol.single_turn and self.protocol.max_turns != 2:
             raise MgpoError(
                 f"training runs the two-turn protocol; max_turns={self.protocol.max_turns} is not supported"
