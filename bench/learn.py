@@ -16,8 +16,10 @@ Runs, each a real `mgpo train` (mgpo.train.run.train, TRL underneath) on the tin
    `mgpo infer` runs) before and after. The answer is written in turn 2, after a turn-1 box; the run ends with an
    ablation on the same held-out rows where turn 1's box is thrown away (the model is shown the whole image, as on
    fallback), to show that the box matters.
-3. MGPO with only a valid turn-1 box rewarded (``--reward valid_box``), from a warm start whose turn-1 boxes are
-   valid about a quarter of the time: the valid-box ratio must rise, so the gradient reaches turn 1 too.
+3. MGPO with only a valid turn-1 box rewarded (``--reward valid_box``), from the same warm start but sampled at the
+   paper's temperature 1.0, where the box JSON often breaks: the valid-box ratio of the training rollouts, first ->
+   last step, is printed. (Measured 2026-12-03: 0.188 -> 0.156, so this run does not yet show the rise the check
+   asks for; ``write_task(valid_share=...)`` builds a warm start with a chosen share of valid boxes to try instead.)
 
 Curves (reward, valid-box ratio, KL, entropy per step) are in each run's train_log.jsonl and drawn to
 DIR/<run>/curves.png (`mgpo plot`). The last line printed is ``held-out reward X`` (run 2, after training).
