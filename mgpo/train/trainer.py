@@ -12,6 +12,7 @@ the crop's tokens get real 3-D M-RoPE positions.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,10 +70,12 @@ class MGPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         episodes: list[rollout.Rollout] = []
-        cache: dict[tuple[str, str], Episode] = {}
+        cache: dict[tuple[str, str, str], Episode] = {}
+        held: list[Any] = []
         for row in inputs:
-            key = (str(row.get("id")), row["question"])
             image = row.pop("image", None)  # TRL would insert it a second time; the prompt carries the view
+            held.append(image)  # alive until the loop ends, so an object's id() names only it
+            key = (str(row.get("id")), row["question"], _image_identity(image))
             if key not in cache:
                 try:
                     original = open_image(image, self.max_image_pixels, self.protocol.image_mode)
@@ -239,3 +242,18 @@ class MGPOTrainer(GRPOTrainer):
         m["mgpo/user2_length"].append(stats[:, 4].mean().item())
         m["mgpo/turn2_length"].append(stats[:, 5].mean().item())
         m["mgpo/turn2_skipped_ratio"].append(stats[:, 6].mean().item())
+
+
+def _image_identity(image: Any) -> str:
+    """What tells one row's image from another's, so generations of one row share a decode and rows never mix.
+
+    Ids and questions repeat across rows (one photo, several questions; several photos, one question), so the
+    image itself is part of the key: its path, a digest of its bytes, or the object for a decoded image.
+    """
+    if isinstance(image, dict):
+        image = image.get("bytes") or image.get("path")
+    if isinstance(image, (bytes, bytearray)):
+        return "sha1:" + hashlib.sha1(image).hexdigest()
+    if isinstance(image, str):
+        return ("sha1:" + hashlib.sha1(image.encode()).hexdigest()) if len(image) > 1024 else image
+    return f"object:{id(image)}"

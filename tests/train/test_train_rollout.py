@@ -130,3 +130,24 @@ def test_no_room_for_turn_two_never_cuts_inside_the_image_message(vqa_dir, make_
         ids, mask = _segments(trainer, out, i)
         assert ids == t1 and mask == [1] * len(t1)
     assert out["num_images"] == [1, 1, 1, 1]
+
+
+def test_rows_sharing_id_and_question_keep_their_own_images(vqa_dir, make_trainer, monkeypatch):
+    """The rollout cache shares one decode between a row's generations, never between two rows' images."""
+    trainer = make_trainer(vqa_dir)
+    script(trainer, [BOX_TURN] * 4, ["\\boxed{B}"] * 4)
+    first, second = dict(trainer.train_dataset[0]), dict(trainer.train_dataset[1])
+    second.update(id=first["id"], question=first["question"])  # same id and question, another photo
+    seen = []
+    real = type(trainer)._generate
+
+    def spy(self, prompts):
+        seen.extend(ep.episode.original.tobytes() for ep in self._batch)
+        return real(self, prompts)
+
+    monkeypatch.setattr(type(trainer), "_generate", spy)
+    trainer._generate_and_score_completions([dict(first), dict(first), dict(second), dict(second)])
+    want_first = open_image(first["image"]).tobytes()
+    want_second = open_image(second["image"]).tobytes()
+    assert want_first != want_second
+    assert seen == [want_first, want_first, want_second, want_second]
