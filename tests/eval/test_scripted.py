@@ -101,3 +101,14 @@ def test_the_direct_ablation_scores_and_opens_images_like_the_grounded_run() -> 
     grounded = ProtocolConfig.paper(scoring="letter", image_mode="upright", max_response_tokens=4000)
     direct = ProtocolConfig.direct(**_pipeline(grounded))
     assert (direct.scoring, direct.image_mode, direct.max_response_tokens) == ("letter", "upright", 4000)
+
+
+def test_pillows_bomb_guard_is_unchanged_after_a_threaded_eval(synth_dir: Path, tmp_path: Path, responses_for,
+                                                               monkeypatch) -> None:  # fmt: skip
+    """Images decode on several threads while mgpo lifts Pillow's own limit; the guard is back afterwards."""
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 123_456_789)  # a value no code path would restore by accident
+    responses = responses_for(tmp_path / "r.jsonl", synth_dir, n_correct=10)
+    run_eval(_opts(synth_dir, tmp_path / "o", responses, limit=10, batch_size=5))
+    assert Image.MAX_IMAGE_PIXELS == 123_456_789
