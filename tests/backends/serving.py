@@ -7,9 +7,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -72,3 +74,62 @@ def transformers_server(model_dir: Path, port: int, log: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+class GateProxy:
+    """A loopback proxy in front of a real server that forwards the first ``budget`` chat requests and then plays
+    dead (every connection closed unanswered) until ``revive()``: the server "stops" after an exact amount of work,
+    so a test never races a run's progress."""
+
+    def __init__(self, upstream: str, budget: int | None = None) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.budget = budget
+        self.forwarded = 0
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _relay(self, method: str) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with proxy.lock:
+                    dead = proxy.budget is not None and proxy.forwarded >= proxy.budget
+                    if not dead and method == "POST":
+                        proxy.forwarded += 1
+                if dead:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
+                reply = httpx.request(method, proxy.upstream + self.path.removeprefix("/v1"), content=body,
+                                      headers=headers, timeout=600)  # fmt: skip
+                self.send_response(reply.status_code)
+                self.send_header("Content-Type", reply.headers.get("content-type", "application/json"))
+                self.send_header("Content-Length", str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+            def do_GET(self) -> None:
+                self._relay("GET")
+
+            def do_POST(self) -> None:
+                self._relay("POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def revive(self) -> None:
+        with self.lock:
+            self.budget = None
+
+    def __enter__(self) -> GateProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
