@@ -3,7 +3,8 @@ fences, control characters, 100 kB texts, markup, deep nesting) through the engi
 the Episode), the scorer, the trajectory record, the terminal view and the HTML export: 0 crashes.
 
 "Crash" is any exception out of those, and any sample the engine had to record as an failed error (a bug it
-caught). The suite runs MGPO_FUZZ_N outputs per protocol policy (default 300, about 25 s); MGPO_FUZZ_N=10000 is the full run.
+caught). The suite runs MGPO_FUZZ_N outputs per protocol policy (default 300, about 25 s);
+MGPO_FUZZ_N=5000 (10,000 outputs) is the full run.
 """
 
 from __future__ import annotations

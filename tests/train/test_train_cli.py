@@ -69,15 +69,24 @@ def test_train_two_steps_then_infer_loads_the_output_then_resume(vstar_set, tiny
     assert [s["step"] for s in steps if "reward" in s] == [1, 2]
 
 
+def _unloadable_model(tmp_path):
+    """A directory that passes the cheap checks but that no loader could load: reaching the model fails."""
+    folder = tmp_path / "unloadable"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "not_a_model"}')
+    return str(folder)
+
+
 def test_a_wrong_resume_fails_before_the_model_is_loaded(vstar_set, tmp_path):
-    result = CliRunner().invoke(app, ["train", "--data", str(vstar_set), "--model", "/no/such/model", "--output-dir",
-                                      str(tmp_path / "o"), "--resume", "latest"])  # fmt: skip
+    result = CliRunner().invoke(app, ["train", "--data", str(vstar_set), "--model", _unloadable_model(tmp_path),
+                                      "--output-dir", str(tmp_path / "o"), "--resume", "latest"])  # fmt: skip
     assert isinstance(result.exception, MgpoError)
     assert "no checkpoint-N folder to resume from" in str(result.exception)  # not the missing model
 
 
 def test_bad_data_fails_before_the_model_is_loaded(tmp_path):
     (tmp_path / "d.jsonl").write_text(json.dumps({"question": "q", "answer": "A"}) + "\n")
-    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "d.jsonl"), "--model", "/no/such/model"])
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "d.jsonl"), "--model",
+                                      _unloadable_model(tmp_path)])  # fmt: skip
     assert isinstance(result.exception, MgpoError)
     assert "missing column(s)" in str(result.exception)  # the data error, not the missing model
