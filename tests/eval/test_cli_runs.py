@@ -4,12 +4,10 @@ mid-way then resumed, compared with an uninterrupted run."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from stop_point import kill_at_stop, stop_env
 
 from mgpo.eval.run_log import read_rows
 
@@ -66,17 +64,10 @@ def test_kill_and_resume_equals_uninterrupted(bar_run: Path, synth_dir: Path, ti
     args = [str(kit.bin / "mgpo"), "eval", "--task", "mgpo_vstar", "--data", str(synth_dir), "--model",
             str(tiny_model_dir), "--limit", "8", "--output-dir", str(out), *kit.fast]  # fmt: skip
     traj = out / "trajectories.jsonl"
-    proc = subprocess.Popen(args, cwd=kit.repo, env=kit.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if traj.exists() and len(traj.read_bytes().splitlines()) >= 3:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    partial = len(read_rows(traj))
-    assert 3 <= partial < 8  # killed mid-run
+    # killed right after the 3rd row is flushed: the run stops itself there (see tests/stop_point.py)
+    env = stop_env(kit.env(), tmp_path / "hook", "mgpo.eval.run_log:RunLog.write", calls=3)
+    kill_at_stop(args, env, kit.repo, tmp_path / "killed.log")
+    assert len(read_rows(traj)) == 3 and len(traj.read_bytes().splitlines()) == 3
     resumed = kit.run([*args, "--resume"], cwd=kit.repo, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     lines = traj.read_text().splitlines()
