@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,13 +19,7 @@ import httpx
 import pytest
 
 SERVER_START_TIMEOUT = 120  # seconds; loading the tiny model takes a few
-
-
-def free_port() -> int:
-    """A port the OS just handed out and released, for servers that must be told their port on the command line."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+RUNNING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")  # uvicorn names the port it bound
 
 
 @contextmanager
@@ -45,28 +40,38 @@ def transformers_cli() -> str:
 
 
 @contextmanager
-def transformers_server(model_dir: Path, port: int, log: Path) -> Iterator[str]:
-    """`transformers serve` on 127.0.0.1:port, ready when this yields its /v1 URL; stopped on exit, whatever happens."""
+def transformers_server(model_dir: Path, log: Path) -> Iterator[str]:
+    """`transformers serve` on 127.0.0.1, ready when this yields its /v1 URL; stopped on exit, whatever happens.
+
+    The server binds port 0 itself (the OS's choice, so no other process can take the port in between) and the URL
+    is read back from uvicorn's startup line, "Uvicorn running on http://127.0.0.1:PORT"."""
     pytest.importorskip("fastapi", reason="transformers serve needs fastapi and uvicorn (pip install 'mgpo[dev]')")
-    cmd = [transformers_cli(), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
-           "--device", "cpu"]  # fmt: skip
+    cmd = [transformers_cli(), "serve", str(model_dir), "--host", "127.0.0.1", "--port", "0", "--device", "cpu"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    start = log.stat().st_size if log.exists() else 0  # the log may hold earlier servers' lines
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT
+        base = None
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+            if base is None:
+                with log.open("rb") as fh:
+                    fh.seek(start)
+                    found = RUNNING.search(fh.read().decode(errors="replace"))
+                base = found and found.group(1)
+            if base:
+                try:
+                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
             if time.monotonic() > deadline:
                 pytest.fail(f"transformers serve not ready after {SERVER_START_TIMEOUT}s:\n{log.read_text()[-2000:]}")
             time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1"
+        yield f"{base}/v1"
     finally:
         proc.terminate()
         try:

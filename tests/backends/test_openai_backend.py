@@ -27,13 +27,13 @@ from mgpo.errors import MgpoError
 from mgpo.protocol import ProtocolConfig
 from mgpo.types import Sample, Trajectory
 
-from .serving import free_port, refused_url, transformers_server
+from .serving import refused_url, transformers_server
 
 
 @pytest.fixture(scope="module")
 def server_url(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`transformers serve` with the tiny model on a free local port; always stopped afterwards."""
-    with transformers_server(tiny_model_dir, free_port(), tmp_path_factory.mktemp("serve") / "serve.log") as url:
+    """`transformers serve` with the tiny model on the port it bound (port 0); always stopped afterwards."""
+    with transformers_server(tiny_model_dir, tmp_path_factory.mktemp("serve") / "serve.log") as url:
         yield url
 
 

@@ -13,7 +13,7 @@ import pytest
 from mgpo.eval.run_log import read_rows
 from mgpo.eval.synth import write_synth
 
-from .serving import GateProxy, free_port, transformers_server
+from .serving import GateProxy, transformers_server
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def test_eval_against_server_survives_the_server_stopping(tiny_model_dir: Path, 
     log = tmp_path / "serve.log"
     full, cut = tmp_path / "full", tmp_path / "cut"
 
-    with transformers_server(tiny_model_dir, free_port(), log) as url:
+    with transformers_server(tiny_model_dir, log) as url:
         done = subprocess.run(eval_cmd(data, tiny_model_dir, url, full), capture_output=True, text=True, env=env(),
                               timeout=600)  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
