@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,20 +22,30 @@ import pytest
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def _free_port() -> int:
-    import socket
+LAUNCH_TRIES = 3
+PORT_TAKEN = "EADDRINUSE"  # torch's TCPStore, when another process took the port after it was picked
 
+
+def _free_port() -> int:
     with socket.socket() as s:  # torchrun's rendezvous needs a concrete port (0 is not accepted)
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _launch(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+def _launch(args: list[str], tmp_path: Path, ports: Iterator[int] | None = None) -> subprocess.CompletedProcess:
+    """`accelerate launch --multi_gpu --num_processes 2 ...` on a free port. The port is picked, released, then
+    bound again by torchrun, so another process can take it in between: that launch fails at once with
+    EADDRINUSE, and it is retried on a new port (a bounded number of times), never reported as the test's failure."""
     accelerate = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-           "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), str(WORKER), *args]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    ports = ports or iter(_free_port, None)
+    for _ in range(LAUNCH_TRIES):
+        cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(next(ports)),
+               *args]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+        if proc.returncode == 0 or PORT_TAKEN not in proc.stderr:
+            break
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -45,15 +57,43 @@ def _ranks(out: Path) -> list[dict]:
 @pytest.mark.slow
 def test_two_processes_keep_identical_weights_and_resume_in_sync(vqa_dir, tiny_model_dir, tmp_path):
     out = tmp_path / "o"
-    _launch([str(vqa_dir), str(tiny_model_dir), str(out), "2"], tmp_path)
+    _launch([str(WORKER), str(vqa_dir), str(tiny_model_dir), str(out), "2"], tmp_path)
     first = _ranks(out)
     assert [r["world"] for r in first] == [2, 2] and [r["step"] for r in first] == [2, 2]
     assert first[0]["sha"] == first[1]["sha"], "the two ranks trained apart: not one DDP group"
     assert (out / "checkpoint-2").is_dir() and (out / "model.safetensors").is_file()
 
-    _launch([str(vqa_dir), str(tiny_model_dir), str(out), "3", "latest"], tmp_path)
+    _launch([str(WORKER), str(vqa_dir), str(tiny_model_dir), str(out), "3", "latest"], tmp_path)
     resumed = _ranks(out)
     assert [r["step"] for r in resumed] == [3, 3]  # picked up at step 2, one more step
     assert resumed[0]["sha"] == resumed[1]["sha"], "the ranks drifted apart after --resume"
     steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert steps[-1] == 3 and 1 in steps  # the resumed run appended to the same log
+
+
+@pytest.mark.slow
+def test_a_port_taken_after_it_was_picked_is_retried_on_a_new_one(tmp_path):
+    """The race _launch guards against, made certain: the first port it is given is bound here (not listening, so
+    accelerate's own in-use check passes it), torchrun fails on it with EADDRINUSE, and the launch goes on."""
+    worker = tmp_path / "hello.py"
+    worker.write_text(
+        "import torch.distributed as dist\n"
+        "dist.init_process_group('gloo')\n"
+        "print(f'rank {dist.get_rank()} of {dist.get_world_size()}')\n"
+    )
+    used: list[int] = []
+
+    def ports() -> Iterator[int]:
+        used.append(taken)
+        yield taken
+        while True:
+            used.append(_free_port())
+            yield used[-1]
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        taken = held.getsockname()[1]
+        proc = _launch([str(worker)], tmp_path, ports())
+    assert len(used) == 2 and used[0] == taken  # the taken port failed the first launch; the second one ran
+    ranks = sorted(line for line in proc.stdout.splitlines() if line.startswith("rank"))
+    assert ranks == ["rank 0 of 2", "rank 1 of 2"]
