@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from stop_point import kill_at_stop, stop_env
 from train_helpers import SMALL, write_images
 from typer.testing import CliRunner
 
@@ -13,6 +17,7 @@ from mgpo.cli import app
 from mgpo.errors import MgpoError
 
 PIXELS = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items()]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -67,6 +72,40 @@ def test_train_two_steps_then_infer_loads_the_output_then_resume(vstar_set, tiny
     assert fresh.exit_code == 0, fresh.output + repr(fresh.exception)
     steps = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps if "reward" in s] == [1, 2]
+
+
+def test_train_killed_after_the_first_checkpoint_resumes_from_it_and_finishes(vstar_set, tiny_model_dir, tmp_path,
+                                                                             capfd):  # fmt: skip
+    """SIGKILL of `mgpo train` right after checkpoint-1 is saved (the run stops itself there, see
+    tests/stop_point.py), then `--resume latest` trains steps 2..3 only, and the final model loads in `mgpo infer`."""
+    out = tmp_path / "o"
+    args = ["train", "--algo", "mgpo", "--data", str(vstar_set), "--model", str(tiny_model_dir), "--max-steps", "3",
+            "--output-dir", str(out), "--num-generations", "4", "--batch-size", "4", "--save-steps", "1",
+            "--turn-max-new-tokens", "24", *PIXELS]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = stop_env(env, tmp_path / "hook", "mgpo.train.trainer:MGPOTrainer._save_checkpoint", calls=1)
+    kill_at_stop([str(Path(sys.executable).with_name("mgpo")), *args], env, REPO, tmp_path / "killed.log")
+    assert (out / "checkpoint-1" / "trainer_state.json").is_file()
+    assert not (out / "checkpoint-2").exists() and not (out / "model.safetensors").exists()  # killed mid-run
+    steps = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps if "reward" in s] == [1]
+    capfd.readouterr()
+
+    resumed = CliRunner().invoke(app, [*args, "--resume", "latest"])
+    assert resumed.exit_code == 0, resumed.output + repr(resumed.exception)
+    assert "trained 3 step(s)" in resumed.output
+    printed = resumed.output + "".join(capfd.readouterr())
+    assert [ln.split(":")[0] for ln in printed.splitlines() if ln.startswith("step ")] == ["step 2", "step 3"]
+    steps = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps if "reward" in s] == [1, 2, 3]  # appended to the killed run's log
+    assert (out / "checkpoint-3").is_dir() and (out / "model.safetensors").is_file()
+
+    image = vstar_set / "img_0.png"
+    result = CliRunner().invoke(app, ["infer", str(image), "What colour?", "-c", "red", "-c", "blue", "--model",
+                                      str(out), "--device", "cpu", "--json", *PIXELS])  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    traj = json.loads(result.output[result.output.index("{") :])
+    assert len(traj["turns"]) == 2 and traj["error"] is None
 
 
 def _unloadable_model(tmp_path):
