@@ -27,7 +27,9 @@ PORT_TAKEN = "EADDRINUSE"  # torch's TCPStore, when another process took the por
 
 
 def _free_port() -> int:
-    with socket.socket() as s:  # torchrun's rendezvous needs a concrete port (0 is not accepted)
+    # torchrun's static rendezvous needs a concrete port, and `--main_process_port 0` is no way out: accelerate
+    # replaces 0 with a port it picked the same way (bind, read, release; accelerate 1.15)
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
