@@ -194,23 +194,16 @@ class Simulator:
                     self.running.remove(job)
                     s.output_tokens += job.out_tokens
                     s.last_done = time.perf_counter()
-                    self.cache[job.key] = job.prompt_tokens + job.out_tokens
+                    # what the next turn's prompt shares with this one: the prompt, and this answer as it will be
+                    # counted there (counting the answer's decoded tokens instead over-credits the cache)
+                    self.cache[job.key] = job.prompt_tokens + message_tokens({"role": "assistant", "content": job.text})
             for job in finished:
                 job.done.set()
 
     def _job(self, body: dict[str, Any]) -> Job:
         cfg = self.cfg
         messages = body["messages"]
-        visual, chars = 0, 0
-        for m in messages:
-            content = m.get("content")
-            parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
-            for p in parts:
-                if p.get("type") == "text":
-                    chars += len(p["text"])
-                elif p.get("type") == "image_url":
-                    visual += visual_tokens(p["image_url"]["url"])
-        prompt = visual + chars // 4 + 4 * len(messages)
+        prompt = sum(message_tokens(m) for m in messages)
         users = [m for m in messages if m["role"] == "user"]
         first, last = _text(users[0]) if users else "", _text(users[-1]) if users else ""
         tag = SAMPLE_TAG.search(first)
@@ -237,6 +230,19 @@ class Simulator:
         if limit:
             out = min(out, int(limit))
         return Job(prompt, charged, out, text, key, time.perf_counter())
+
+
+def message_tokens(message: dict[str, Any]) -> int:
+    """A chat message's prompt tokens: visual tokens per image, ~4 characters a text token, 4 for the framing."""
+    content = message.get("content")
+    parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+    visual, chars = 0, 0
+    for p in parts:
+        if p.get("type") == "text":
+            chars += len(p["text"])
+        elif p.get("type") == "image_url":
+            visual += visual_tokens(p["image_url"]["url"])
+    return visual + chars // 4 + 4
 
 
 def _text(message: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ Two schedules, with the same per-sample results (every request depends only on i
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -71,6 +72,7 @@ class Engine:
         # None: pipelined whenever the backend can take one request at a time (generate_one); False forces turns
         self.pipelined = pipelined
         self.lookahead = lookahead  # samples decoded ahead of the requests; None: one per loader thread
+        imaging.preload()  # transformers' import (seconds) here, not in front of the first sample's request
 
     @property
     def pipelines(self) -> bool:
@@ -252,6 +254,7 @@ class Engine:
         try:
             original = imaging.load_image(sample.image, self.max_image_pixels, cfg.image_mode, cfg.view_pixels)
             flight.episode = Episode(original, sample.question, list(sample.choices), cfg)
+            self._prepare(flight)
         except MgpoError as exc:
             traj.error, traj.error_kind = str(exc), "input"
             flight.done = True
@@ -259,6 +262,15 @@ class Engine:
             _internal(traj, "internal error loading the image", exc)
             flight.done = True
         return flight
+
+    def _prepare(self, f: InFlight) -> None:
+        """Let the backend do its per-request work for turn 1 (the openai backend: resize and encode the image) here,
+        in the loader thread, so a request thread only sends."""
+        prepare = getattr(self.backend, "prepare", None)
+        if not callable(prepare):
+            return
+        with contextlib.suppress(Exception):  # the request meets the same failure and records it as the sample's
+            prepare(self._request(f, 0))
 
     def _request(self, f: InFlight, turn: int) -> Request:
         assert f.episode is not None

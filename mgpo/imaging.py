@@ -11,7 +11,7 @@ import io
 import math
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -231,12 +231,23 @@ def pre_resize(image: Image.Image, min_pixels: int, max_pixels: int, resampling:
 def model_frame(size: tuple[int, int], min_pixels: int, max_pixels: int, unit: int = PATCH_FACTOR) -> tuple[int, int]:
     """The (w, h) the processor turns an image of ``size`` into: transformers' smart_resize with the model family's
     frame unit (patch_size * merge_size: 28 for Qwen2/2.5-VL, 32 for Qwen3-VL / Qwen3.5)."""
-    # imported here: transformers takes seconds to import, and `mgpo show` loads images without needing it
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
+    smart_resize = _smart_resize()
     w, h = size
     fh, fw = smart_resize(h, w, factor=unit, min_pixels=min_pixels, max_pixels=max_pixels)
     return fw, fh
+
+
+def _smart_resize() -> Callable[..., tuple[int, int]]:
+    # imported on first use: transformers takes seconds to import, and `mgpo show` loads images without needing it
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    return smart_resize
+
+
+def preload() -> None:
+    """Import what ``model_frame`` needs now, so the first image of a run does not wait seconds for transformers
+    while a server sits idle."""
+    _smart_resize()
 
 
 def visual_tokens(frame: tuple[int, int], unit: int = PATCH_FACTOR) -> int:

@@ -114,13 +114,26 @@ BACKEND = (
     Option(
         "api_key_env", str, "openai: variable holding the API key (default OPENAI_API_KEY).", BACKEND_PANEL, ("openai",)
     ),
-    Option("concurrency", int, "openai: requests in flight (default 8).", BACKEND_PANEL, ("openai",)),
+    Option(
+        "concurrency",
+        int,
+        "openai, vllm with --async-engine: requests in flight (default 8; vllm 64).",
+        BACKEND_PANEL,
+        ("openai", "vllm"),
+    ),
     Option("timeout", float, "openai: seconds per request (default 600).", BACKEND_PANEL, ("openai",)),
     Option("connect_timeout", float, "openai: seconds to connect (default 10).", BACKEND_PANEL, ("openai",)),
     Option("max_retries", int, "openai: retries of a failed request (default 4).", BACKEND_PANEL, ("openai",)),
     Option("backoff", float, "openai: first retry delay in seconds, doubling (default 1).", BACKEND_PANEL, ("openai",)),
     Option(
         "check", bool, "openai: check the server and model before the run (default true).", BACKEND_PANEL, ("openai",)
+    ),
+    Option(
+        "async_engine",
+        bool,
+        "vllm: vLLM's AsyncLLMEngine, each sample's next turn sent as its last returns (default false).",
+        BACKEND_PANEL,
+        ("vllm",),
     ),
     Option("max_images", int, "vllm: images per prompt (default: max_turns).", BACKEND_PANEL, ("vllm",)),
     Option("tensor_parallel_size", int, "vllm: GPUs per model (default 1).", BACKEND_PANEL, ("vllm",)),

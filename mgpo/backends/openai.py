@@ -164,6 +164,15 @@ class OpenAIBackend:
         """One request, thread-safe: what the engine's pipelined schedule calls, ``concurrency`` at a time."""
         return self._one(request)
 
+    def prepare(self, request: Request) -> None:
+        """Resize and encode the request's images now (the engine calls this in its loader threads); the request
+        then finds the data URLs cached."""
+        for message in request.messages:
+            parts = message["content"]
+            for part in parts if isinstance(parts, list) else []:
+                if part.get("type") == "image":
+                    self.image_url(part["image"])
+
     def reset_failures(self) -> None:
         """Forget that the server was found down: a new run tries it again."""
         with self._lock:

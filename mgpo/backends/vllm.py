@@ -1,7 +1,10 @@
 """vLLM backend: an in-process ``vllm.LLM`` (written against vLLM 0.32's documented offline API; not run in CI, which
 has no GPU — see the README).
 
-Each engine turn is one ``LLM.generate`` call over every live sample, and vLLM's scheduler batches them. Prompts are
+Each engine turn is one ``LLM.generate`` call over every live sample, and vLLM's scheduler batches them; with
+``async_engine`` the backend holds vLLM's ``AsyncLLMEngine`` instead and takes one request at a time
+(``generate_one``, ``concurrency`` in flight), so the engine pipelines per sample as it does for a server: each
+sample's next turn goes in as soon as its last one returns, and continuous batching sees no turn barrier. Prompts are
 rendered with the model's own chat template (the same text the hf backend feeds the model) and carry their images as
 ``multi_modal_data``. Prefix caching is on, so turn 2 — whose prompt starts with turn 1's whole conversation, full
 image included — reuses turn 1's KV cache and computes only the new tokens. ``limit_mm_per_prompt`` allows one image
@@ -11,7 +14,11 @@ already at their model frame, so the processor's rounding is a no-op and the box
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mgpo.backends.base import DEFAULT_MAX_NEW_TOKENS, Generation, Request
@@ -76,8 +83,52 @@ def render_prompt(processor, messages: list[dict[str, Any]], frame) -> dict[str,
     return prompt
 
 
+class AsyncEngine:
+    """vLLM's ``AsyncLLMEngine`` on an event loop of its own thread, so that the engine's request threads can each
+    wait on one generation (``generate``) while vLLM batches all of them continuously."""
+
+    def __init__(self, vllm, kwargs: dict[str, Any]):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="mgpo-vllm-loop")
+        self.thread.start()
+
+        async def build():
+            # built inside the loop: the engine's output handler attaches to the loop that runs it
+            return vllm.AsyncLLMEngine.from_engine_args(vllm.AsyncEngineArgs(**kwargs))
+
+        try:
+            self.engine = self._wait(build())
+        except BaseException:
+            self.close()
+            raise
+
+    def generate(self, prompt: dict[str, Any], params) -> Any:
+        """The finished output of one request (blocks the calling thread, not the loop)."""
+
+        async def run():
+            final = None
+            async for out in self.engine.generate(prompt, params, uuid.uuid4().hex):
+                final = out
+            if final is None:
+                raise RuntimeError("vLLM returned no output")
+            return final
+
+        return self._wait(run())
+
+    def close(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None and callable(getattr(engine, "shutdown", None)):
+            engine.shutdown()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+
+    def _wait(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+
 class VLLMBackend:
-    """Holds a ``vllm.LLM``; one ``generate`` call per engine turn."""
+    """Holds a ``vllm.LLM`` (one ``generate`` call per engine turn) or, with ``async_engine``, an ``AsyncEngine``
+    (one request at a time, ``concurrency`` in flight)."""
 
     name = "vllm"
 
@@ -99,13 +150,16 @@ class VLLMBackend:
         llm_options: dict[str, Any] | None = None,
         frame_unit: int = 28,
         pixel_keys: str = "min_max",
+        async_engine: bool | str = False,
+        concurrency: int | str = 64,
         **ignored: Any,
     ):
         unknown = set(ignored) - {"device", "batch_size", "attn_implementation"}  # vLLM places and batches itself
         if unknown:
             raise MgpoError(
                 f"the vllm backend has no option {sorted(unknown)[0]!r}; it takes dtype, tensor_parallel_size, "
-                "gpu_memory_utilization, max_model_len, max_images, max_new_tokens, sampling, seed, llm_options"
+                "gpu_memory_utilization, max_model_len, max_images, max_new_tokens, sampling, seed, llm_options, "
+                "async_engine, concurrency"
             )
         vllm = import_vllm()
         from mgpo.backends.hf import load_processor
@@ -125,8 +179,15 @@ class VLLMBackend:
             max_model_len=int(max_model_len) if max_model_len else None, seed=int(seed),
             extra=options_dict(llm_options, "llm_options"), pixel_keys=pixel_keys,
         )  # fmt: skip
+        self.async_engine = str(async_engine).lower() in ("true", "1", "yes")
+        self.llm = self.engine = None
         try:
-            self.llm = vllm.LLM(**kwargs)
+            if self.async_engine:
+                self.engine = AsyncEngine(vllm, kwargs)
+                self.concurrency = max(1, int(concurrency))
+                self.generate_one = self._generate_async  # what makes the engine pipeline per sample
+            else:
+                self.llm = vllm.LLM(**kwargs)
         except Exception as exc:
             detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(f"vLLM cannot load {model_id!r} ({detail})") from exc
@@ -150,9 +211,16 @@ class VLLMBackend:
         params.update(self.sampling)
         return self._vllm.SamplingParams(**params)
 
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+
     def generate(self, requests: list[Request]) -> list[Generation]:
         if not requests:
             return []
+        if self.engine is not None:  # a turn-synchronous caller: its requests still go in together
+            with ThreadPoolExecutor(min(self.concurrency, len(requests))) as pool:
+                return list(pool.map(self._generate_async, requests))
         start = time.perf_counter()
         try:
             prompts = [render_prompt(self.processor, r.messages, self._frame) for r in requests]
@@ -161,6 +229,17 @@ class VLLMBackend:
             return [self._alone(r) for r in requests]  # find the request that failed; keep the others' answers
         seconds = (time.perf_counter() - start) / len(requests)
         return [_generation(out, seconds) for out in outputs]
+
+    def _generate_async(self, request: Request) -> Generation:
+        """One request through the async engine; thread-safe, a failure is this request's error alone."""
+        start = time.perf_counter()
+        try:
+            prompt = render_prompt(self.processor, request.messages, self._frame)
+            out = self.engine.generate(prompt, self.sampling_params(request))
+        except Exception as exc:
+            text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            return Generation("", error=f"vllm generation failed: {text}")
+        return _generation(out, time.perf_counter() - start)
 
     def _alone(self, request: Request) -> Generation:
         start = time.perf_counter()

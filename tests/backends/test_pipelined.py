@@ -165,3 +165,27 @@ def test_resumed_pipelined_eval_equals_an_uninterrupted_one(data: Path, tmp_path
     a = json.loads((tmp_path / "full" / "results.json").read_text())["tasks"]["mgpo_vstar"]["overall"]
     b = json.loads((tmp_path / "cut" / "results.json").read_text())["tasks"]["mgpo_vstar"]["overall"]
     assert a == b
+
+
+def test_turn_one_images_are_encoded_by_the_loaders_not_the_request_threads(data: Path, monkeypatch) -> None:
+    """The request threads only send: turn 1's image is resized and encoded while it loads (Backend.prepare), and
+    only the crops (which exist once turn 1 has answered) are encoded on the request side."""
+    import mgpo.backends.openai as openai_backend
+
+    threads: list[tuple[str, tuple[int, int]]] = []
+    real = openai_backend.encode_png
+
+    def spy(image):
+        threads.append((threading.current_thread().name, image.size))
+        return real(image)
+
+    monkeypatch.setattr(openai_backend, "encode_png", spy)
+    cfg = ProtocolConfig.paper(**PIXELS)
+    with loopback_server() as server:
+        trajs = Engine(backend(server.url), cfg).run(samples_of(data))
+    assert all(len(t.turns) == 2 and t.turns[0].box_original for t in trajs)
+    loaders = [name for name, _ in threads if name.startswith("mgpo-load")]
+    requests = [name for name, _ in threads if name.startswith("mgpo-request")]
+    assert len(loaders) == N  # every turn-1 image, once each (turn 2 resends it from the cache)
+    assert len(requests) == N  # every crop, once each
+    assert len(threads) == 2 * N
