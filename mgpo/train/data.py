@@ -130,7 +130,7 @@ def open_image(
     """The original, full-resolution image from whatever the ``image`` column holds (``view_pixels``: see
     imaging.load_image)."""
     if isinstance(value, dict):
-        value = value.get("bytes") or value.get("path")
+        value = value["bytes"] if value.get("bytes") is not None else value.get("path")  # b"": an empty image
     if isinstance(value, str) and _looks_base64(value):
         try:
             value = base64.b64decode(value, validate=False)
@@ -164,7 +164,7 @@ def check_images(
         try:
             open_image(value, max_pixels, mode, view_pixels)
         except MgpoError as exc:
-            return str(exc).replace("<image>", "its embedded image", 1)
+            return str(exc)
         return None
 
     bad: list[tuple[int, Any, str]] = []
