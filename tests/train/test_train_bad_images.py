@@ -150,3 +150,83 @@ def test_base64_images_in_jsonl_name_the_row(tmp_path: Path) -> None:
         _check(tmp_path / "mme.jsonl")
     (tmp_path / "mme.jsonl").write_text(json.dumps(rows[0]) + "\n")
     assert _check(tmp_path / "mme.jsonl") == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Every class: the bad ones refused up front (as files and as embedded bytes), the good modes train
+
+
+def test_each_bad_class_is_refused_before_training(bad_files, tmp_path: Path) -> None:
+    import pandas as pd
+
+    good = write_images(tmp_path, 1)[0]
+    for name, (path, expect) in bad_files.items():
+        folder = tmp_path / name.replace(".", "_")
+        folder.mkdir()
+        (folder / "good.png").write_bytes((tmp_path / good).read_bytes())
+        spec = _vqa_set(folder, ["good.png", str(path)])
+        with pytest.raises(MgpoError) as info:
+            _check(spec)
+        message = str(info.value)
+        assert "\n" not in message and str(path) in message, message
+        if not path.is_file():  # no file to open: found by the path check that comes first
+            assert "1 image file(s) not found, first at row 1" in message, message
+            continue
+        assert "row 1 (id s1)" in message and expect in message and message.endswith("remove the row"), message
+        cells = [(folder / "good.png").read_bytes(), path.read_bytes()]
+        rows = [{"image": {"bytes": b, "path": None}, "text": "Colour? (A) red (B) blue", "label": "A",
+                 "question_id": f"q{i}"} for i, b in enumerate(cells)]  # fmt: skip
+        pd.DataFrame(rows).to_parquet(folder / "embedded.parquet")
+        with pytest.raises(MgpoError, match=r"row 1 \(id q1\) has an image training cannot use: embedded image: "):
+            _check(folder / "embedded.parquet")
+
+
+def test_a_200_to_1_image_passes_the_check_where_the_protocol_keeps_it_so(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from mgpo.protocol import ProtocolConfig
+    from mgpo.train.data import check_images, load_training_data
+
+    Image.new("RGB", (6000, 30), (200, 0, 0)).save(tmp_path / "thin.png")
+    Image.new("RGB", (6030, 30), (200, 0, 0)).save(tmp_path / "thinner.png")
+    spec = _vqa_set(tmp_path, ["thin.png"])
+    roomy = ProtocolConfig.paper(min_pixels=3136, max_pixels=200_000)  # 180,000 px: no resize, so 200:1 stays
+    assert check_images(load_training_data(spec), "d", 10**8, roomy.image_mode, roomy.view_pixels) == 1
+    paper = ProtocolConfig.paper()  # scaled up into 200,704 px it would be 6335x31: refused, saying so
+    with pytest.raises(MgpoError, match=r"becomes 6335x31 \(204.4:1\)"):
+        check_images(load_training_data(spec), "d", 10**8, paper.image_mode, paper.view_pixels)
+    spec = _vqa_set(tmp_path, ["thinner.png"])
+    with pytest.raises(MgpoError, match="aspect ratio 201:1 exceeds 200:1"):
+        check_images(load_training_data(spec), "d", 10**8, roomy.image_mode, roomy.view_pixels)
+
+
+def test_every_good_mode_trains_one_step(good_files, tiny_model_dir, tmp_path: Path, monkeypatch) -> None:
+    from PIL import Image
+
+    from mgpo.train import trainer as trainer_module
+
+    thin = tmp_path / "good" / "ratio200.png"
+    Image.new("RGB", (6000, 30), (200, 0, 0)).save(thin)
+    files = [*good_files.values(), thin]
+    spec = _vqa_set(tmp_path / "good", [p.name for p in files])
+    opened: list[str] = []
+    real_open = trainer_module.open_image
+
+    def open_image(value, *args, **kwargs):
+        image = real_open(value, *args, **kwargs)
+        opened.append(Path(value).name)
+        return image
+
+    monkeypatch.setattr(trainer_module, "open_image", open_image)
+    out = tmp_path / "o"
+    n = 2
+    result = CliRunner().invoke(app, [
+        "train", "--algo", "mgpo", "--data", str(spec), "--model", str(tiny_model_dir), "--output-dir", str(out),
+        "--max-steps", "1", "--num-generations", str(n), "--batch-size", str(n * len(files)),
+        "--turn-max-new-tokens", "8", "--min-pixels", "3136", "--max-pixels", "200000", "--crop-min-pixels", "3136",
+        "--crop-max-pixels", "12544", "--set", "save_strategy=no"])  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "trained 1 step(s)" in result.output
+    assert sorted(set(opened)) == sorted(p.name for p in files)  # every row was rolled out in the one step
+    steps = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps if "loss" in s] == [1]
