@@ -93,6 +93,23 @@ def test_exif_rotation_is_applied(tmp_path: Path) -> None:
     assert load_image(loaded).size == (100, 200)  # loading the loaded image again does not rotate twice
 
 
+def test_every_good_mode_runs_through_the_engine(good_files) -> None:
+    """CMYK, RGBA, LA, P, I;16, 16-bit RGB, multi-frame GIF/TIFF, EXIF-rotated: from a path, from bytes, from a
+    lazily opened PIL image; each an 8-bit RGB original of its upright size, and a finished, scored sample."""
+    for name, path in good_files.items():
+        for source in (path, path.read_bytes(), Image.open(path)):
+            image = load_image(source)
+            assert image.mode == "RGB" and image.size == (160, 120), (name, type(source))
+    samples = [
+        Sample(source, "q?", ["a", "b"], "A", id=f"{name}:{kind}")
+        for name, path in good_files.items()
+        for kind, source in (("path", path), ("bytes", path.read_bytes()), ("pil", Image.open(path)))
+    ]
+    trajs = Engine(ScriptedBackend([{"id": s.id, **GOOD_TURNS} for s in samples])).run(samples)
+    assert [(t.id, t.error) for t in trajs if t.error] == []
+    assert all(t.correct is True and len(t.turns) == 2 for t in trajs)
+
+
 def test_a_bad_sample_does_not_sink_the_batch(bad_files, tmp_path: Path) -> None:
     good = tmp_path / "good.png"
     Image.new("RGB", (800, 600), (10, 200, 30)).save(good)
