@@ -60,7 +60,8 @@ def load_image(
     if not isinstance(source, Image.Image | str | Path | bytes):
         what = "no image" if source is None else f"an image of type {type(source).__name__}"
         raise ImageError(f"<image>: got {what}; give an image file path, bytes or a PIL image")
-    name = "<image>" if isinstance(source, Image.Image | bytes) else str(source)
+    name = "<image>" if isinstance(source, Image.Image) else "embedded image" if isinstance(source, bytes) else None
+    name = name or str(source)
     if isinstance(source, Image.Image):
         image = source
         _check_pixels(image.size, max_pixels, name)
@@ -86,6 +87,8 @@ def load_image(
 
 def _open(source: str | Path | bytes, max_pixels: int, name: str) -> Image.Image:
     if isinstance(source, bytes):
+        if not source:
+            raise ImageError(f"{name}: is empty (0 bytes); give a PNG, JPEG or other image file")
         fh: io.BytesIO | Path = io.BytesIO(source)
     else:
         fh = Path(source)
@@ -106,7 +109,10 @@ def _open(source: str | Path | bytes, max_pixels: int, name: str) -> Image.Image
     except ImageError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{name}: cannot decode image ({_short(exc)}); the file may be truncated or corrupt") from exc
+        what = "data" if isinstance(source, bytes) else "file"
+        raise ImageError(
+            f"{name}: cannot decode image ({_short(exc)}); the {what} may be truncated or corrupt"
+        ) from exc
     return image
 
 

@@ -59,7 +59,7 @@ def iou(a: list[float], b: list[float]) -> float:
 class Sample:
     """One question about one image: the engine's input."""
 
-    image: Image.Image | str | Path
+    image: Image.Image | str | Path | bytes  # bytes: an embedded image file, decoded by the engine
     question: str
     choices: list[str] = field(default_factory=list)
     ground_truth: str | None = None

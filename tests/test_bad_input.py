@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -16,36 +15,6 @@ from mgpo.imaging import load_image
 from mgpo.types import Sample
 
 GOOD_TURNS = {"turns": ['```json\n[{"bbox_2d": [10, 10, 200, 200], "label": "x"}]\n```', "\\boxed{A}"]}
-
-
-def _png_bytes(size=(300, 200), colour=(10, 200, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, "PNG")
-    return buf.getvalue()
-
-
-@pytest.fixture
-def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
-    """name -> (file, a fragment the error line must contain)."""
-    files: dict[str, tuple[Path, str]] = {}
-
-    def put(name: str, data: bytes, expect: str) -> None:
-        path = tmp_path / name
-        path.write_bytes(data)
-        files[name] = (path, expect)
-
-    put("empty.png", b"", "empty")
-    put("notes.png", b"this is a text file, not an image\n" * 20, "not an image")
-    put("corrupt.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "")
-    put("truncated.png", _png_bytes((600, 400))[:300], "")
-    jpeg = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 600, 3), dtype=np.uint8)).save(jpeg, "JPEG")
-    put("truncated.jpg", jpeg.getvalue()[: len(jpeg.getvalue()) // 2], "truncated")
-    put("tiny.png", _png_bytes((20, 16)), "at least 28 px")
-    put("thin.png", _png_bytes((6000, 28)), "aspect ratio")
-    files["missing.png"] = (tmp_path / "missing.png", "no such file")
-    files["folder"] = (tmp_path, "directory")
-    return files
 
 
 def test_each_bad_file_gives_one_clear_line(bad_files) -> None:
@@ -124,9 +93,26 @@ def test_exif_rotation_is_applied(tmp_path: Path) -> None:
     assert load_image(loaded).size == (100, 200)  # loading the loaded image again does not rotate twice
 
 
+def test_every_good_mode_runs_through_the_engine(good_files) -> None:
+    """CMYK, RGBA, LA, P, I;16, 16-bit RGB, multi-frame GIF/TIFF, EXIF-rotated: from a path, from bytes, from a
+    lazily opened PIL image; each an 8-bit RGB original of its upright size, and a finished, scored sample."""
+    for name, path in good_files.items():
+        for source in (path, path.read_bytes(), Image.open(path)):
+            image = load_image(source)
+            assert image.mode == "RGB" and image.size == (160, 120), (name, type(source))
+    samples = [
+        Sample(source, "q?", ["a", "b"], "A", id=f"{name}:{kind}")
+        for name, path in good_files.items()
+        for kind, source in (("path", path), ("bytes", path.read_bytes()), ("pil", Image.open(path)))
+    ]
+    trajs = Engine(ScriptedBackend([{"id": s.id, **GOOD_TURNS} for s in samples])).run(samples)
+    assert [(t.id, t.error) for t in trajs if t.error] == []
+    assert all(t.correct is True and len(t.turns) == 2 for t in trajs)
+
+
 def test_a_bad_sample_does_not_sink_the_batch(bad_files, tmp_path: Path) -> None:
     good = tmp_path / "good.png"
-    good.write_bytes(_png_bytes((800, 600)))
+    Image.new("RGB", (800, 600), (10, 200, 30)).save(good)
     samples = [Sample(good, "q?", ["a", "b"], "A", id="good-0")]
     samples += [Sample(path, "q?", ["a", "b"], "A", id=name) for name, (path, _) in bad_files.items()]
     samples.append(Sample(good, "q?", ["a", "b"], "A", id="good-1"))

@@ -3,15 +3,15 @@
 Rows are read by mgpo.benchmarks (the one reader eval and train share); this module only turns a Record into the
 doc shape lmms-eval carries: ``question_id``, ``question`` (no options), ``options`` (option texts), ``answer``
 (letter), ``category``, ``gt_boxes`` (original-pixel [x1, y1, x2, y2] boxes, maybe empty), ``option_order`` (for
-each shown option, its index in the source), ``image_path`` (a file, or '' when the image is in memory) and, for hub
-data, an ``image`` column. Both the lmms-eval tasks and the mgpo model read this shape; nothing here runs a model.
+each shown option, its index in the source), ``image_path`` (a file, or '' when the image is embedded),
+``image_bytes`` (an embedded image as its file's bytes, undecoded, or None) and ``image`` (an in-memory PIL image, or
+None). Both the lmms-eval tasks and the mgpo model read this shape; nothing here runs a model.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +23,25 @@ from mgpo.errors import MgpoError
 from mgpo.types import iter_jsonl
 
 
-def decode_image(value: Any, base_dir: Path | None = None) -> Image.Image | str | None:
-    """An image cell as a PIL image or a file path: PIL, HF {'bytes','path'} dicts, paths, or base64 strings."""
+def decode_image(value: Any, base_dir: Path | None = None) -> Image.Image | bytes | str | None:
+    """An image cell as a PIL image, the embedded image's encoded bytes, or a file path: PIL, HF {'bytes','path'}
+    dicts, raw bytes, paths, or base64 strings. Embedded bytes stay encoded, unread: mgpo's loader decodes them
+    when the sample runs (strict about truncation, bomb-guarded, EXIF kept), so a bad one fails only its sample."""
     if value is None:
         return None
     if isinstance(value, Image.Image):
         return value
     if isinstance(value, dict):
-        if value.get("bytes"):
-            return Image.open(io.BytesIO(value["bytes"]))
+        if value.get("bytes") is not None:
+            return bytes(value["bytes"])
         value = value.get("path")
         if not value:
             return None
-    if isinstance(value, bytes):
-        return Image.open(io.BytesIO(value))
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
     text = str(value)
     if len(text) > 1024 and not Path(text[:255]).suffix:  # base64 (MME-RealWorld, HR-Bench)
-        return Image.open(io.BytesIO(base64.b64decode(text)))
+        return base64.b64decode(text)
     path = Path(text)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
@@ -129,7 +131,7 @@ def _plain(value: Any) -> Any:
 
 
 def to_doc(record: Record, base_dir: Path | None = None) -> dict[str, Any]:
-    """A Record as a doc; its image becomes ``image_path`` (a file) or stays in memory under ``image``."""
+    """A Record as a doc; its image becomes ``image_path`` (a file), ``image_bytes`` (embedded) or ``image`` (PIL)."""
     doc: dict[str, Any] = {
         "question_id": record.id,
         "question": record.question,
@@ -142,13 +144,14 @@ def to_doc(record: Record, base_dir: Path | None = None) -> dict[str, Any]:
     }
     try:
         image = decode_image(record.image, base_dir)
-    except (OSError, ValueError, binascii.Error) as exc:
-        # one corrupt embedded image fails its own sample (recorded as an input error), not the whole task
+    except (ValueError, binascii.Error) as exc:
+        # base64 that does not decode fails its own sample (recorded as an input error), not the whole task
         image = None
         doc["image_error"] = f"sample {record.id}: cannot decode its embedded image ({_short(exc)})"
     doc["image_path"] = image if isinstance(image, str) else ""
-    if isinstance(image, Image.Image):
-        doc["image"] = image
+    # every key in every doc: Dataset.from_list takes its columns from the first row
+    doc["image_bytes"] = image if isinstance(image, bytes) else None
+    doc["image"] = image if isinstance(image, Image.Image) else None
     return doc
 
 

@@ -13,7 +13,9 @@ and their scorers misread \\boxed{} answers.
 
 from __future__ import annotations
 
+import io
 import threading
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,7 +27,7 @@ from PIL import Image
 from mgpo.engine import DEFAULT_MODEL, Engine, build_engine
 from mgpo.errors import MgpoError
 from mgpo.eval.run_log import RunLog
-from mgpo.eval.tasks import stock_task_error
+from mgpo.eval.tasks import doc_image, stock_task_error
 from mgpo.options import PROTOCOL_NAMES, foreign_options, split_options
 from mgpo.options import backend_options as backend_option_values
 from mgpo.protocol import ProtocolConfig
@@ -54,14 +56,25 @@ def union_box(boxes: list[list[float]]) -> list[float] | None:
     return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
 
 
+def _suffix(data: bytes) -> str:
+    """A file suffix for an embedded image's bytes, from the format in its header (nothing is decoded)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a bomb's header is still a header
+            with Image.open(io.BytesIO(data)) as im:
+                fmt = im.format
+    except Exception:  # not an image Pillow knows (or a bomb it refuses to open): the run recorded why
+        return ".img"
+    return {"JPEG": ".jpg", "TIFF": ".tif"}.get(fmt or "", f".{(fmt or 'img').lower()}")
+
+
 def doc_sample(doc: dict[str, Any], request_args: tuple, sample_id: str) -> Sample:
     """A Sample from an mgpo_* doc (question and options apart)."""
     if {"question", "options", "answer", "image_path"} <= set(doc):
         if doc.get("image_error"):
             raise MgpoError(doc["image_error"])
-        image = doc.get("image")
-        image = image if isinstance(image, Image.Image) else doc["image_path"]
-        if not image:
+        image = doc_image(doc)
+        if image is None or (isinstance(image, str) and not image):
             raise MgpoError(f"sample {sample_id}: the doc has no image (neither an embedded image nor a path)")
         boxes = [list(b) for b in doc.get("gt_boxes") or []]
         meta = {"category": doc.get("category"), "gt_boxes": boxes, "option_order": list(doc.get("option_order") or [])}
@@ -221,13 +234,18 @@ class MgpoModel(lmms):
 
     def _row(self, key: dict[str, Any], sample: Sample, traj: Trajectory, response: str) -> dict[str, Any]:
         assert self.run_log is not None
-        if traj.image_path is None and isinstance(sample.image, Image.Image):
-            # hub / in-memory images: saved once so `mgpo show` can render the trajectory later
-            path = self.run_log.images_dir / f"{key['task']}_{key['doc_id']}.png"
+        if traj.image_path is None and isinstance(sample.image, Image.Image | bytes):
+            # embedded / in-memory images: saved once so `mgpo show` can render the trajectory later; embedded bytes
+            # as they are (what the run decoded, EXIF and all), an in-memory image as PNG
+            suffix = _suffix(sample.image) if isinstance(sample.image, bytes) else ".png"
+            path = self.run_log.images_dir / f"{key['task']}_{key['doc_id']}{suffix}"
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".part.png")
-                sample.image.convert("RGB").save(tmp, compress_level=1)
+                tmp = path.with_suffix(".part" + suffix)
+                if isinstance(sample.image, bytes):
+                    tmp.write_bytes(sample.image)
+                else:
+                    sample.image.convert("RGB").save(tmp, compress_level=1)
                 tmp.replace(path)  # atomic: a kill never leaves a half-written image behind
             traj.image_path = str(path.resolve())
         elif traj.image_path:

@@ -10,6 +10,7 @@ function training's reward uses.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -178,10 +179,12 @@ def build_docs(
     if category:
         hub = hub.filter(lambda r: r.get("category") == category)
 
+    for column, feature in hub.features.items():
+        if isinstance(feature, datasets.Image):  # the encoded bytes, decoded by mgpo's loader when the sample runs
+            hub = hub.cast_column(column, datasets.Image(decode=False))
+
     def one(row: dict[str, Any], index: int) -> dict[str, Any]:
-        doc = D.to_doc(shuffle(benchmarks.read_row(schema, row, index)))
-        doc.setdefault("image", None)
-        return doc
+        return D.to_doc(shuffle(benchmarks.read_row(schema, row, index)))
 
     features = datasets.Features(
         {
@@ -194,10 +197,11 @@ def build_docs(
             "option_order": datasets.Sequence(datasets.Value("int64")),
             "image_path": datasets.Value("string"),
             "image_error": datasets.Value("string"),
+            "image_bytes": datasets.Value("binary"),
             "image": datasets.Image(),
         }
     )
-    # base64 columns (MME-RealWorld, HR-Bench) are decoded once here into an Image column, then dropped
+    # base64 columns (MME-RealWorld, HR-Bench) are decoded once here into bytes, then dropped
     return hub.map(one, with_indices=True, remove_columns=hub.column_names, features=features)
 
 
@@ -244,16 +248,19 @@ def process_hrbench8k(dataset, **settings):
 # Prompt (for models other than mgpo's, which build their own multi-turn prompts from the doc) and scoring
 
 
-def doc_image(doc: dict[str, Any]) -> Image.Image | str:
-    """The doc's image: the in-memory one, else its file path."""
+def doc_image(doc: dict[str, Any]) -> Image.Image | bytes | str:
+    """The doc's image: the in-memory one, else its embedded bytes, else its file path."""
     image = doc.get("image")
-    return image if isinstance(image, Image.Image) else doc["image_path"]
+    if isinstance(image, Image.Image):
+        return image
+    embedded = doc.get("image_bytes")
+    return embedded if embedded is not None else doc["image_path"]
 
 
 def doc_to_visual(doc: dict[str, Any]) -> list[Image.Image]:
     image = doc_image(doc)
-    if isinstance(image, str):
-        with Image.open(image) as im:
+    if not isinstance(image, Image.Image):
+        with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as im:
             image = im.convert("RGB")
     return [image.convert("RGB")]
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +121,16 @@ def _looks_base64(value: str) -> bool:
     return len(value) > 1024  # no real path is this long; MME-RealWorld ships images as base64 strings
 
 
-def open_image(value: Any, max_pixels: int = imaging.DEFAULT_MAX_IMAGE_PIXELS, mode: str = "reference") -> Image.Image:
-    """The original, full-resolution image from whatever the ``image`` column holds."""
+def open_image(
+    value: Any,
+    max_pixels: int = imaging.DEFAULT_MAX_IMAGE_PIXELS,
+    mode: str = "reference",
+    view_pixels: tuple[int, int] | None = None,
+) -> Image.Image:
+    """The original, full-resolution image from whatever the ``image`` column holds (``view_pixels``: see
+    imaging.load_image)."""
     if isinstance(value, dict):
-        value = value.get("bytes") or value.get("path")
+        value = value["bytes"] if value.get("bytes") is not None else value.get("path")  # b"": an empty image
     if isinstance(value, str) and _looks_base64(value):
         try:
             value = base64.b64decode(value, validate=False)
@@ -130,4 +138,51 @@ def open_image(value: Any, max_pixels: int = imaging.DEFAULT_MAX_IMAGE_PIXELS, m
             raise MgpoError("image column: a value is neither a file path nor valid base64") from exc
     if value is None:
         raise MgpoError("image column: a row has no image")
-    return imaging.load_image(value, max_pixels, mode)
+    return imaging.load_image(value, max_pixels, mode, view_pixels)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checking every image before training
+
+
+def check_images(
+    table: Any, name: str, max_pixels: int, mode: str, view_pixels: tuple[int, int], workers: int | None = None
+) -> int:
+    """Decode every image of ``table`` (load_training_data's) once, exactly as the trainer will, and raise one
+    MgpoError naming the first bad row, its file and the reason; return the number of images checked.
+
+    A full decode, not Pillow's ``verify()``: verify reads a JPEG's header only (a JPEG cut in half passes) and
+    skips the shape rules. Decoding runs on a few threads (Pillow releases the GIL while it decodes); a 2 MP JPEG
+    takes ~30 ms, so a 10,000-image set is checked in about a minute on 8 cores."""
+    from datasets import Image as ImageFeature
+
+    images = table.select_columns(["id", "image"])
+    if isinstance(images.features["image"], ImageFeature):
+        images = images.cast_column("image", ImageFeature(decode=False))  # the bytes, so open_image decodes them
+
+    def problem(value: Any) -> str | None:
+        try:
+            open_image(value, max_pixels, mode, view_pixels)
+        except MgpoError as exc:
+            return str(exc)
+        return None
+
+    bad: list[tuple[int, Any, str]] = []
+    start = 0
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        for batch in images.iter(batch_size=64):
+            for i, (row_id, reason) in enumerate(zip(batch["id"], pool.map(problem, batch["image"]), strict=True)):
+                if reason is not None:
+                    bad.append((start + i, row_id, reason))
+            start += len(batch["id"])
+    if bad:
+        index, row_id, reason = bad[0]
+        more = ""
+        if len(bad) > 1:
+            rows = ", ".join(str(b[0]) for b in bad[1:6]) + (", ..." if len(bad) > 6 else "")
+            more = f" ({len(bad) - 1} more bad row(s): {rows})"
+        raise MgpoError(
+            f"{name}: row {index} (id {row_id}) has an image training cannot use: {reason}; fix the file or remove "
+            f"the row{more}"
+        )
+    return start

@@ -38,7 +38,7 @@ class TrainResult:
 def train(cfg: TrainConfig, echo: Any = print) -> TrainResult:
     """Train per ``cfg``; every input is checked before a model is loaded."""
     from mgpo.backends.hf import _check_local, load_processor
-    from mgpo.train.data import load_training_data
+    from mgpo.train.data import check_images, load_training_data
 
     if not cfg.data:
         raise MgpoError("no training data: add --data FILE|FOLDER|HUB_ID")
@@ -46,6 +46,10 @@ def train(cfg: TrainConfig, echo: Any = print) -> TrainResult:
     dataset = load_training_data(cfg.data, cfg.split, cfg.limit)
     resume = _resume(cfg)  # a wrong --resume is one line now, before the model loads
     _check_local(cfg.model)
+    # every image decoded once now: a corrupt one would otherwise abort the run at the step that first samples it
+    echo(f"checking {len(dataset)} training image(s)")
+    check_images(dataset, str(cfg.data), cfg.max_image_pixels or imaging.DEFAULT_MAX_IMAGE_PIXELS, proto.image_mode,
+                 proto.view_pixels)  # fmt: skip
     processor = load_processor(cfg.model, proto.processor_min_pixels, proto.processor_max_pixels)
     proto = families.with_processor(proto, processor)
     out = Path(cfg.output_dir)

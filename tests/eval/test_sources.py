@@ -45,11 +45,29 @@ def test_mmerw_hub_rows_decode_base64(tmp_path: Path, monkeypatch: pytest.Monkey
     ds = T.process_mmerw_lite(None)
     assert len(ds) == 6 and "bytes" not in ds.column_names  # base64 gone: logs and RAM stay small
     doc = ds[1]
-    assert isinstance(doc["image"], Image.Image) and doc["image"].size == (64, 48)
+    assert doc["image"] is None and Image.open(io.BytesIO(doc["image_bytes"])).size == (64, 48)  # decoded later
     assert doc["options"] == ["x", "y", "z"] and doc["category"] == "Reasoning/Monitoring"
     assert T.doc_to_visual(doc)[0].size == (64, 48)
     item = T.process_results(doc, ["\\boxed{B}"])
     assert set(item) == {"accuracy", "micro_accuracy"} and item["accuracy"]["score"] == 1
+
+
+def test_hub_image_columns_reach_the_engine_as_their_own_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not decoded and re-encoded at build time: a truncated one would be padded grey by lmms-eval's
+    LOAD_TRUNCATED_IMAGES, a bomb would sink the task, and a JPEG would lose its EXIF rotation."""
+    import datasets
+
+    buf = io.BytesIO()
+    Image.new("RGB", (120, 80), (200, 0, 0)).save(buf, "JPEG")
+    cells = [{"bytes": buf.getvalue(), "path": None}, {"bytes": buf.getvalue()[:300], "path": None}]
+    table = datasets.Dataset.from_dict({"image": cells, "text": ["Colour? (A) red (B) blue"] * 2, "label": ["A"] * 2,
+                                        "question_id": ["a", "b"], "category": ["direct_attributes"] * 2})  # fmt: skip
+    (tmp_path / "hub").mkdir()
+    table.cast_column("image", datasets.Image()).to_parquet(tmp_path / "hub" / "test.parquet")
+    monkeypatch.setitem(T.HUB, "vstar", (str(tmp_path / "hub"), None, "test"))
+    monkeypatch.delenv(T.DATA_ENV, raising=False)
+    ds = T.process_vstar(None)
+    assert [d["image_bytes"] for d in ds] == [c["bytes"] for c in cells]
 
 
 def test_hrbench_local_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
