@@ -324,7 +324,7 @@ def eval_(
 ) -> None:
     """Evaluate on V* Bench / MME-RealWorld / HR-Bench through lmms-eval; writes results.json and trajectories."""
     from mgpo.eval.report import results_table
-    from mgpo.eval.runner import EvalOptions, incomplete, run_eval
+    from mgpo.eval.runner import EvalOptions, incomplete, process_index, run_eval
 
     options = options or {}
     cfg = protocol_config(preset, **protocol_options(options))
@@ -337,6 +337,8 @@ def eval_(
         sampling=decoding(options["sampling"], options["temperature"], options["top_p"], options["seed"]),
     )  # fmt: skip
     results = run_eval(opts, err)
+    if process_index()[0] != 0:  # of several processes (accelerate launch), rank 0 reports the merged run
+        return
     Console().print(results_table(results))
     if show_failures:
         from mgpo.types import iter_jsonl

@@ -13,6 +13,7 @@ its device.
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 import time
 import weakref
@@ -42,7 +43,10 @@ def resolve_device(device: str) -> str:
     if device != "auto":
         check_device(device)
         return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        return "cpu"
+    local = os.environ.get("LOCAL_RANK")  # one process per GPU (accelerate launch / torchrun): this rank's own
+    return f"cuda:{int(local) % torch.cuda.device_count()}" if local and local.isdigit() else "cuda"
 
 
 def check_device(device: str) -> None:

@@ -79,9 +79,10 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def check_or_record(output_dir: Path, current: dict[str, Any], resume: bool) -> None:
+def check_or_record(output_dir: Path, current: dict[str, Any], resume: bool, record: bool = True) -> None:
     """On --resume, refuse a run directory recorded by a different run (one line); then record this run's
-    fingerprint. A directory from before fingerprints (no run.json) is resumed and gets one."""
+    fingerprint (``record``: one process of several records it). A directory from before fingerprints (no
+    run.json) is resumed and gets one."""
     path = output_dir / RUN_FILE
     if resume and path.is_file():
         try:
@@ -98,6 +99,8 @@ def check_or_record(output_dir: Path, current: dict[str, Any], resume: bool) -> 
                 "--resume and pick a new --output-dir"
             )
     output_dir.mkdir(parents=True, exist_ok=True)
+    if not record:
+        return
     tmp = path.with_suffix(".json.part")
     tmp.write_text(json.dumps({"fingerprint": current}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(path)  # atomic: a kill never leaves a torn record that would block the next --resume

@@ -14,6 +14,7 @@ and their scorers misread \\boxed{} answers.
 from __future__ import annotations
 
 import io
+import os
 import threading
 import warnings
 from collections import Counter
@@ -168,8 +169,26 @@ class MgpoModel(lmms):
             raise MgpoError('under lmms-eval, key scripted responses by sample id: {"id": ..., "turns": [...]}')
         self.engine = engine
         self.mode = mode
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # several processes: lmms-eval shards the docs by rank and gathers through this Accelerator; without
+            # cpu=True, CPU-only ranks never form their (gloo) group and each would evaluate alone
+            import torch
+            from accelerate import Accelerator
+
+            self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
         self.run_log = run_log or (RunLog(trajectories, resume=bool(resume)) if trajectories else None)
         self.requested: set[tuple[str, str, int, int]] = set()  # keys lmms-eval asked for: what a run's results cover
+
+    @property
+    def device(self) -> Any:
+        """Where lmms-eval puts the tensors it gathers over ranks: the Accelerator's device (the one it builds for
+        a multi-process run sets up the process group), else the CPU."""
+        accelerator = getattr(self, "accelerator", None)
+        if accelerator is not None:
+            return accelerator.device
+        import torch
+
+        return torch.device("cpu")
 
     # lmms-eval's abstract interface -----------------------------------------------------------------------------
 
@@ -188,6 +207,9 @@ class MgpoModel(lmms):
         if refused:  # before any generation: a stock task's numbers would be silently wrong
             raise MgpoError(refused)
         for i, req in enumerate(requests):
+            if (getattr(req, "metadata", None) or {}).get("__padding_only__"):
+                results[i] = ""  # lmms-eval's filler that evens out the ranks' request counts: never run or kept
+                continue
             args = req.args
             doc_id, task = args[-3], args[-2]
             repeat = seen[(task, doc_id)]  # lmms-eval lists a request's repeats one after another

@@ -45,13 +45,18 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
 class RunLog:
     """Appends rows to a JSONL file (flush per row) and remembers which samples are finished."""
 
-    def __init__(self, path: str | Path, images_dir: str | Path | None = None, resume: bool = False):
+    def __init__(
+        self, path: str | Path, images_dir: str | Path | None = None, resume: bool = False, others: tuple = ()
+    ):
+        """``others``: more files whose finished rows count as done on --resume, read only (under several
+        processes each rank appends to its own part file; the merged file and the other parts are read)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.images_dir = Path(images_dir) if images_dir else self.path.parent / "images"
         self.done: dict[Key, dict[str, Any]] = {}
         if resume:
-            self.done = {row_key(r): r for r in read_rows(self.path) if not retryable(r)}
+            for source in (*others, self.path):
+                self.done.update({row_key(r): r for r in read_rows(source) if not retryable(r)})
             self._drop_torn_tail()
         elif self.path.exists() and self.path.stat().st_size:
             # never delete finished work: a rerun of the same command must say so, not start over
@@ -83,3 +88,25 @@ class RunLog:
             self.done[key] = row
         if self.on_row:
             self.on_row(row)
+
+
+def merge_parts(path: str | Path, parts: list[Path]) -> int:
+    """Append to ``path`` every row of the part files whose key it lacks (or holds only as a failed generation),
+    then delete the parts; return how many rows were added. Run by one process, after the others finished."""
+    path = Path(path)
+    have = {row_key(r): r for r in read_rows(path)}
+    added = 0
+    with open(path, "a", encoding="utf-8") as fh:
+        for part in parts:
+            for row in read_rows(part):
+                key = row_key(row)
+                if key in have and not (retryable(have[key]) and not retryable(row)):
+                    continue
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                have[key] = row
+                added += 1
+        fh.flush()
+        os.fsync(fh.fileno())  # the rows are safe in the merged file before the parts go
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return added

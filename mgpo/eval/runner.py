@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from mgpo.errors import MgpoError, one_line
 from mgpo.eval import metrics
 from mgpo.eval.docs import read_local_records
 from mgpo.eval.fingerprint import check_or_record, fingerprint
-from mgpo.eval.run_log import RunLog, read_rows, retryable, row_key
+from mgpo.eval.run_log import RunLog, merge_parts, read_rows, retryable, row_key
 from mgpo.eval.tasks import (
     TASKS_DIR,
     TaskDataError,
@@ -37,6 +38,7 @@ from mgpo.protocol import ProtocolConfig
 from mgpo.sampling import Sampling
 
 TRAJECTORIES = "trajectories.jsonl"
+PART = "trajectories.rank{rank}.jsonl"  # one per process under a multi-process launch, merged at the end
 RESULTS = "results.json"
 
 
@@ -128,7 +130,9 @@ def _check(opts: EvalOptions) -> None:
 def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any]:
     """Run the tasks, record every sample, compute the metrics and write results.json; return its content."""
     _check(opts)  # before the heavy imports: a bad flag fails at once
-    check_or_record(opts.output_dir, fingerprint(opts), opts.resume)  # --resume continues only the same run
+    rank, world = process_index()
+    # --resume continues only the same run; of several processes, rank 0 records the fingerprint
+    check_or_record(opts.output_dir, fingerprint(opts), opts.resume, record=rank == 0)
     from lmms_eval.evaluator import simple_evaluate
 
     from mgpo.eval.lmms_model import MgpoModel
@@ -146,7 +150,11 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
     engine = build_engine(opts.backend, opts.model, opts.protocol, opts.responses, opts.max_image_pixels,
                           **options)  # fmt: skip
     opts = replace(opts, protocol=engine.config)  # resolved for the model's family (its frame, its box convention)
-    run_log = RunLog(out / TRAJECTORIES, out / "images", resume=opts.resume)
+    parts = [out / PART.format(rank=r) for r in range(world)] if world > 1 else []
+    # one process appends to trajectories.jsonl; several each append to their own part (merged at the end), and
+    # on --resume every rank counts the merged file and any part a killed run left as done
+    others = (out / TRAJECTORIES, *sorted(out.glob(PART.format(rank="*")))) if parts else ()
+    run_log = RunLog(parts[rank] if parts else out / TRAJECTORIES, out / "images", resume=opts.resume, others=others)
     modes = [("grounded", opts.protocol)]
     if opts.ablate:
         modes.append(("direct", ProtocolConfig.direct(**_pipeline(opts.protocol))))
@@ -162,12 +170,42 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
                 log_samples=True, repeats=opts.repeats, verbosity="WARNING",
             )  # fmt: skip
         requested |= model.requested
-        lmms_results[mode] = res.get("results", {}) if res else {}
-        _save_samples(out / "lmms_eval" / mode, res.get("samples", {}) if res else {})
+        lmms_results[mode] = res.get("results", {}) if res else {}  # rank 0 holds lmms-eval's gathered results
+        if rank == 0:
+            _save_samples(out / "lmms_eval" / mode, res.get("samples", {}) if res else {})
+    if parts:
+        requested = _gather_parts(out, parts, requested, rank)
     rows = [r for r in read_rows(out / TRAJECTORIES) if row_key(r) in requested]
     results = build_results(opts, rows, lmms_results, time.perf_counter() - started)
-    (out / RESULTS).write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    if rank == 0:
+        text = json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n"
+        (out / RESULTS).write_text(text, encoding="utf-8")
     return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Several processes (accelerate launch / torchrun): lmms-eval gives each rank its share of the docs (and pads the
+# shorter shares with a filler request, which the model skips); each rank records its samples in its own part file;
+# rank 0 merges the parts into trajectories.jsonl once every rank is done, and writes results.json.
+
+
+def process_index() -> tuple[int, int]:
+    """(rank, world size) of this process, from the launcher's environment; (0, 1) when run alone."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _gather_parts(out: Path, parts: list[Path], requested: set, rank: int) -> set:
+    """Every rank's requested keys, once rank 0 has merged the part files into trajectories.jsonl."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        raise MgpoError(f"WORLD_SIZE={len(parts)} but no process group was formed; launch with accelerate or torchrun")
+    every: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(every, sorted(requested))  # also a barrier: every rank has closed its part
+    if rank == 0:
+        merge_parts(out / TRAJECTORIES, parts)
+    dist.barrier()  # the merged file is complete before any rank reads it
+    return {tuple(key) for keys in every for key in keys}
 
 
 def _pipeline(cfg: ProtocolConfig) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mgpo.errors import MgpoError
-from mgpo.eval.run_log import RunLog, read_rows
+from mgpo.eval.run_log import RunLog, merge_parts, read_rows
 
 
 def _row(doc_id: int) -> dict:
@@ -42,3 +42,21 @@ def test_resume_cuts_only_the_torn_tail(tmp_path):
     assert path.read_text().endswith("}\n")
     rec.write(_row(1))
     assert [r["doc_id"] for r in read_rows(path)] == [0, 1]
+
+
+def test_merge_parts_adds_each_rank_once_and_a_retry_replaces_a_failed_row(tmp_path):
+    main, parts = tmp_path / "trajectories.jsonl", [tmp_path / "r0.jsonl", tmp_path / "r1.jsonl"]
+    failed = {**_row(2), "trajectory": {"error_kind": "backend"}}
+    RunLog(main).write(failed)
+    RunLog(parts[0]).write(_row(0))
+    for row in (_row(1), _row(2), _row(0)):  # doc 0 twice (rank 0 has it): kept once
+        RunLog(parts[1], resume=True).write(row)
+    assert merge_parts(main, parts) == 3
+    rows = read_rows(main)
+    assert sorted(r["doc_id"] for r in rows) == [0, 1, 2] and not any(p.exists() for p in parts)
+    assert next(r for r in rows if r["doc_id"] == 2)["trajectory"] == {}  # the retry, not the failure
+    # on --resume, a rank counts the merged file and the other parts as done
+    RunLog(parts[1]).write(_row(5))
+    assert set(RunLog(parts[0], resume=True, others=(main, parts[1])).done) == {
+        ("grounded", "mgpo_vstar", d, 0) for d in (0, 1, 2, 5)
+    }
