@@ -2,29 +2,21 @@
 
 lmms-eval hands each rank its share of the docs (and pads the shorter share with a filler request); each rank records
 its samples in its own part file, and rank 0 merges them into trajectories.jsonl and writes results.json. Launched
-as tests/train/test_train_ddp.py does: `accelerate launch --multi_gpu` (on a machine without GPUs, --cpu starts ONE
-process), a gloo group, a free rendezvous port. An odd --limit makes the shares uneven, so the filler is exercised."""
+by tests/ddp_launch.py, as tests/train/test_train_ddp.py is: `accelerate launch --multi_gpu` (on a machine without
+GPUs, --cpu starts ONE process), a gloo group, a free rendezvous port (retried when another process took it). An odd
+--limit makes the shares uneven, so the filler is exercised."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from ddp_launch import launch
 
 from mgpo.eval.run_log import read_rows
 
 LIMIT = 9  # 5 docs on rank 0, 4 and the filler on rank 1
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:  # torchrun's rendezvous needs a concrete port (0 is not accepted)
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _eval_args(synth_dir: Path, responses: Path, out: Path) -> list[str]:
@@ -46,11 +38,8 @@ def test_two_processes_give_the_per_sample_results_of_one(synth_dir, kit, tmp_pa
     proc = kit.run([str(kit.bin / "mgpo"), *_eval_args(synth_dir, responses, one)], cwd=kit.repo)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    accelerate = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
-    launch = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-              "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]  # fmt: skip
-    proc = kit.run([*launch, str(kit.bin / "mgpo"), *_eval_args(synth_dir, responses, two)], cwd=kit.repo,
-                   OMP_NUM_THREADS="1")  # fmt: skip
+    args = [str(kit.bin / "mgpo"), *_eval_args(synth_dir, responses, two)]
+    proc = launch(lambda cmd: kit.run(cmd, cwd=kit.repo, OMP_NUM_THREADS="1"), args)  # retried if its port was taken
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("mgpo_vstar") == 1  # one results table: rank 0 reports the merged run
 

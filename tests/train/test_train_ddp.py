@@ -10,44 +10,25 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ddp_launch import free_port, launch
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-LAUNCH_TRIES = 3
-PORT_TAKEN = "EADDRINUSE"  # torch's TCPStore, when another process took the port after it was picked
-
-
-def _free_port() -> int:
-    # torchrun's static rendezvous needs a concrete port, and `--main_process_port 0` is no way out: accelerate
-    # replaces 0 with a port it picked the same way (bind, read, release; accelerate 1.15)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(args: list[str], tmp_path: Path, ports: Iterator[int] | None = None) -> subprocess.CompletedProcess:
-    """`accelerate launch --multi_gpu --num_processes 2 ...` on a free port. The port is picked, released, then
-    bound again by torchrun, so another process can take it in between: that launch fails at once with
-    EADDRINUSE, and it is retried on a new port (a bounded number of times), never reported as the test's failure."""
-    accelerate = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
+    """Two CPU processes (tests/ddp_launch.py: a launch whose port was taken meanwhile is retried on a new one)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    ports = ports or iter(_free_port, None)
-    for _ in range(LAUNCH_TRIES):
-        cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(next(ports)),
-               *args]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-        if proc.returncode == 0 or PORT_TAKEN not in proc.stderr:
-            break
+
+    def run(cmd: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+
+    proc = launch(run, args, ports)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -89,7 +70,7 @@ def test_a_port_taken_after_it_was_picked_is_retried_on_a_new_one(tmp_path):
         used.append(taken)
         yield taken
         while True:
-            used.append(_free_port())
+            used.append(free_port())
             yield used[-1]
 
     with socket.socket() as held:
