@@ -13,19 +13,28 @@ LETTERS = string.ascii_uppercase
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` in text, braces balanced; None when there is none."""
-    start = text.rfind("\\boxed{")
-    while start >= 0:
-        depth, i = 0, start + len("\\boxed")
-        for j in range(i, len(text)):
-            if text[j] == "{":
-                depth += 1
-            elif text[j] == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[i + 1 : j].strip()
-        start = text.rfind("\\boxed{", 0, start)  # unclosed: try an earlier one
-    return None
+    """Content of the last ``\\boxed{...}`` in text whose braces close, balanced; None when there is none.
+
+    One pass that pairs every brace (a stack), so that a 100 kB run of unclosed ``\\boxed{`` costs one scan, not one
+    scan per opener."""
+    if "\\boxed{" not in text:
+        return None
+    boxed = {m.end() - 1 for m in _BOXED.finditer(text)}  # the "{" of each \boxed{
+    opened: list[int] = []
+    last: tuple[int, int] | None = None
+    for m in _BRACE.finditer(text):
+        at = m.start()
+        if text[at] == "{":
+            opened.append(at)
+        elif opened:
+            start = opened.pop()
+            if start in boxed and (last is None or start > last[0]):
+                last = (start, at)
+    return text[last[0] + 1 : last[1]].strip() if last else None
+
+
+_BOXED = re.compile(r"\\boxed\{")
+_BRACE = re.compile(r"[{}]")
 
 
 def letter_of(content: str, choices: list[str] | None = None) -> str | None:
@@ -53,11 +62,13 @@ def _norm(text: str) -> str:
 _LETTER = r"(?:\(([A-Za-z])\)|([A-Z]))(?![A-Za-z])"
 _FALLBACKS: list[tuple[str, re.Pattern[str]]] = [
     ("answer-tag", re.compile(r"<answer>\s*\(?([A-Za-z])\)?\s*</answer>", re.IGNORECASE)),
-    ("answer-is", re.compile(r"(?i:answer\s+is)\s*:?\s*" + _LETTER)),
-    ("answer-colon", re.compile(r"(?:^|\n)\s*(?i:(?:final\s+)?answer)\s*:\s*" + _LETTER)),
+    ("answer-is", re.compile(r"(?i:answer\s+is)(?:\s*:)?\s*" + _LETTER)),
+    ("answer-colon", re.compile(r"(?:^|\n)[^\S\n]*(?i:(?:final\s+)?answer)\s*:\s*" + _LETTER)),
     ("parenthesised", re.compile(r"^\s*\(([A-Z])\)(?:\s|[.:]|$)")),
-    ("bare-letter", re.compile(r"^\s*([A-Z])\s*[.)]?\s*$")),
+    ("bare-letter", re.compile(r"^\s*([A-Z])(?:\s*[.)])?\s*$")),
 ]
+# No two whitespace runs meet around an optional part, and no run of newlines is re-read from each of its lines:
+# either made these patterns quadratic (a 100 kB run of newlines or spaces took minutes).
 
 
 def extract_answer(text: str, choices: list[str] | None = None, fallbacks: bool = True) -> tuple[str | None, str]:

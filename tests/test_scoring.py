@@ -171,3 +171,59 @@ def test_scored_response_survives_lmms_evals_filters_and_reasoning_tag_stripping
     ((thought,),) = StripThinkingFilter().apply([[r]], None)
     for out in (first, thought, strip_reasoning_tags(r, [["<think>", "</think>"]])):
         assert isinstance(out, ScoredResponse) and out.score == score
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Long degenerate outputs (a model stuck repeating newlines or spaces): read in one pass. Each of these took minutes
+# to hours before (patterns that re-read a whitespace run from each of its characters; one scan per unclosed
+# \boxed{); the fuzz run at MGPO_FUZZ_N=5000 stalled on them.
+
+N = 100_000
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("\n" * N + "Answer: B", ("B", "answer-colon")),
+        ("\n" * N, (None, "none")),
+        ("\t\n" * N + "  final answer : c", (None, "none")),  # a lowercase letter outside parentheses is prose
+        ("\n " * N + "Answer: (c)", ("C", "answer-colon")),
+        ("the answer is" + " " * N + "D", ("D", "answer-is")),
+        ("the answer is" + " " * N + "x", (None, "none")),
+        ("A" + " " * N + ")", ("A", "bare-letter")),
+        ("A" + " " * N + "x", (None, "none")),
+        ("\\boxed{" * N + "B", (None, "none")),
+        ("\\boxed{A}" + "\\boxed{" * N, ("A", "boxed")),
+        ("\\boxed{A" * N, (None, "none")),
+    ],
+)
+def test_long_degenerate_outputs_are_read_in_one_pass(text: str, expected: tuple) -> None:
+    assert extract_answer(text, CHOICES) == expected
+
+
+def _last_boxed_by_rescanning(text: str) -> str | None:
+    """The rule as first written (rescan from each \\boxed{, last first): the reference the one-pass form must equal."""
+    start = text.rfind("\\boxed{")
+    while start >= 0:
+        depth, i = 0, start + len("\\boxed")
+        for j in range(i, len(text)):
+            if text[j] == "{":
+                depth += 1
+            elif text[j] == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[i + 1 : j].strip()
+        start = text.rfind("\\boxed{", 0, start)
+    return None
+
+
+def test_one_pass_last_boxed_equals_rescanning_on_random_brace_soup() -> None:
+    import random
+
+    from mgpo.answers import last_boxed
+
+    rng = random.Random(0)
+    pieces = ["\\boxed{", "{", "}", "A", "B", " ", "\\boxed", "\\text{", "x"]
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
+        assert last_boxed(text) == _last_boxed_by_rescanning(text), text
