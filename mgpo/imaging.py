@@ -60,8 +60,10 @@ def load_image(
     if not isinstance(source, Image.Image | str | Path | bytes):
         what = "no image" if source is None else f"an image of type {type(source).__name__}"
         raise ImageError(f"<image>: got {what}; give an image file path, bytes or a PIL image")
-    name = "<image>" if isinstance(source, Image.Image) else "embedded image" if isinstance(source, bytes) else None
-    name = name or str(source)
+    if isinstance(source, Image.Image):
+        name = "<image>"
+    else:
+        name = "embedded image" if isinstance(source, bytes) else str(source)
     if isinstance(source, Image.Image):
         image = source
         _check_pixels(image.size, max_pixels, name)

@@ -65,8 +65,10 @@ def _suffix(data: bytes) -> str:
             with Image.open(io.BytesIO(data)) as im:
                 fmt = im.format
     except Exception:  # not an image Pillow knows (or a bomb it refuses to open): the run recorded why
+        fmt = None
+    if not fmt:
         return ".img"
-    return {"JPEG": ".jpg", "TIFF": ".tif"}.get(fmt or "", f".{(fmt or 'img').lower()}")
+    return {"JPEG": ".jpg", "TIFF": ".tif"}.get(fmt, f".{fmt.lower()}")
 
 
 def doc_sample(doc: dict[str, Any], request_args: tuple, sample_id: str) -> Sample:
