@@ -286,6 +286,11 @@ def build_results(
         "count": len(failed),
         "first": failed[0]["trajectory"]["error"] if failed else None,
     }
+    refused = [r for r in rows if r.get("trajectory", {}).get("error") and not retryable(r)]
+    out["sample_failures"] = {  # a bad input (unreadable image, ...) or a bug: --resume would meet it again
+        "count": len(refused),
+        "first": refused[0]["trajectory"]["error"] if refused else None,
+    }
     if opts.shuffle_options is not None:
         out["option_orders"] = {
             task: {
@@ -299,11 +304,18 @@ def build_results(
 
 
 def incomplete(results: dict[str, Any], output_dir: Path) -> str | None:
-    """One line saying that generations failed (and how to finish the run), or None when every sample ran."""
+    """One line saying which samples did not run (and what to do), or None when every sample ran."""
     failed = results.get("backend_failures") or {}
-    if not failed.get("count"):
-        return None
-    return (
-        f"{failed['count']} sample(s) failed in the backend ({failed['first']}); the finished samples are saved in "
-        f"{output_dir}/ — rerun the same command with --resume to retry only those"
-    )
+    refused = results.get("sample_failures") or {}
+    parts = []
+    if failed.get("count"):
+        parts.append(
+            f"{failed['count']} sample(s) failed in the backend ({failed['first']}); the finished samples are saved "
+            f"in {output_dir}/ — rerun the same command with --resume to retry only those"
+        )
+    if refused.get("count"):
+        parts.append(
+            f"{refused['count']} sample(s) could not run ({refused['first']}); they are scored wrong in "
+            f"{output_dir}/results.json and the others are saved — fix or remove those rows"
+        )
+    return "; and ".join(parts) or None

@@ -42,7 +42,9 @@ def test_one_corrupt_embedded_image_fails_only_its_sample(tmp_path: Path, kit) -
     out = tmp_path / "run"
     proc = kit.run([str(kit.bin / "mgpo"), "eval", "--task", "mgpo_mmerw_lite", "--data", str(data), "--backend",
                     "scripted", "--responses", str(responses), "--output-dir", str(out)], cwd=tmp_path)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 2, proc.stderr  # the run finished, but not every sample ran: one line says so
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: 1 sample(s) could not run (embedded image: ")
+    assert "Traceback" not in proc.stderr
     rows = sorted(read_rows(out / "trajectories.jsonl"), key=lambda r: r["doc_id"])
     assert len(rows) == 4
     errors = [r["trajectory"]["error"] for r in rows]

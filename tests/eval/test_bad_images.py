@@ -1,7 +1,7 @@
 """Every class of bad image through the real `mgpo eval` (scripted backend, no model): from a local JSONL of image
 paths and from a local parquet of embedded image bytes, each bad row becomes an input-error row with one clear line,
-every good row (CMYK, RGBA, LA, P, 16-bit, multi-frame, EXIF-rotated, exactly 200:1) finishes and is scored, the
-process exits 0 (input errors are per-sample, as with any other bad row) and nothing prints a traceback."""
+every good row (CMYK, RGBA, LA, P, 16-bit, multi-frame, EXIF-rotated, exactly 200:1) finishes and is scored, and
+the run ends with exit 2 and one line counting the samples that could not run (nothing prints a traceback)."""
 
 from __future__ import annotations
 
@@ -35,10 +35,14 @@ def _eval(kit, data: Path, tmp_path: Path):
     out = tmp_path / "run"
     proc = kit.run([str(kit.bin / "mgpo"), "eval", "--task", "mgpo_vstar", "--data", str(data), "--backend", "scripted",
                     "--responses", str(responses), "--output-dir", str(out), *PIXELS], cwd=tmp_path)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr + proc.stdout
     rows = {r["question_id"]: r for r in read_rows(out / "trajectories.jsonl")}
     assert len(rows) == len(records)  # every row finished, none lost
+    bad = sum(r["trajectory"]["error"] is not None for r in rows.values())
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {bad} sample(s) could not run (") and "fix or remove those rows" in last
+    assert bad and "--resume" not in last  # a resume would meet the same files again
     results = json.loads((out / "results.json").read_text())["tasks"]["mgpo_vstar"]
     return rows, results
 
