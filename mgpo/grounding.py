@@ -187,11 +187,7 @@ def _is_int_quad(values: object) -> bool:
 
 
 def _is_number_quad(values: object) -> bool:
-    return (
-        isinstance(values, list)
-        and len(values) == 4
-        and all(_finite(v) for v in values)
-    )
+    return isinstance(values, list) and len(values) == 4 and all(_finite(v) for v in values)
 
 
 def _finite(value: object) -> bool:

@@ -65,8 +65,13 @@ def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "d"
     d.mkdir()
     Image.new("RGB", (640, 480), (90, 90, 90)).save(d / "a.png")
-    row = {"id": "q0", "question": "What colour is the cup?", "choices": ["red", "blue"], "answer": "A",
-           "image": "a.png"}
+    row = {
+        "id": "q0",
+        "question": "What colour is the cup?",
+        "choices": ["red", "blue"],
+        "answer": "A",
+        "image": "a.png",
+    }
     (d / "test.jsonl").write_text(json.dumps(row) + "\n")
     return d
 
@@ -145,8 +150,10 @@ def test_plain_lmms_eval_with_unreadable_data_prints_one_line(tmp_path: Path) ->
                           timeout=300)  # fmt: skip
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and "RetryError" not in proc.stderr, proc.stderr[-2000:]
-    assert proc.stderr.strip().splitlines()[-1] == f"error: {bad}:1: not valid JSON (Expecting property name "\
+    assert (
+        proc.stderr.strip().splitlines()[-1] == f"error: {bad}:1: not valid JSON (Expecting property name "
         "enclosed in double quotes); each line must be one row object"
+    )
 
 
 def test_mgpo_eval_unwraps_lmms_eval_retries(monkeypatch, tmp_path: Path, data_dir: Path) -> None:

@@ -34,8 +34,9 @@ SMALL = {"min_pixels": 3136, "max_pixels": 50176, "crop_min_pixels": 3136, "crop
 POLICIES = {
     "paper": ProtocolConfig.paper(**SMALL),
     # every other branch at once: lenient parsing, clamped boxes, letter scoring, 0-1000 coordinates, a third turn
-    "lenient": ProtocolConfig.paper(parsing="lenient", box_policy="clamp", scoring="letter", coords="normalized-1000",
-                                    max_turns=3, **SMALL),
+    "lenient": ProtocolConfig.paper(
+        parsing="lenient", box_policy="clamp", scoring="letter", coords="normalized-1000", max_turns=3, **SMALL
+    ),
 }
 
 # what Qwen2.5-VL and its peers really write on turn 1 (boxes) and on the final turn (answers)
@@ -109,23 +110,37 @@ def _huge_text(text: str, rng: random.Random) -> str:
 
 def _nesting(text: str, rng: random.Random) -> str:
     depth = rng.choice([10, 500, 5000])
-    kind = rng.choice(["[", "{\"a\":"])
+    kind = rng.choice(["[", '{"a":'])
     closer = "]" if kind == "[" else "}"
     return f"```json\n{kind * depth}1{closer * depth}\n```" + text
 
 
 def _shape(text: str, rng: random.Random) -> str:
-    return rng.choice([
-        text.replace("bbox_2d", rng.choice(["bbox", "box_2d", "BBOX_2D", "bbox_2d\u200b", ""])),
-        text.replace("[", "(").replace("]", ")"),
-        text.replace('"label"', '"label": 1, "x"'),
-        re.sub(r"\[(\d+), (\d+), (\d+), (\d+)\]", lambda m: rng.choice(
-            ["[1, 2]", "[1, 2, 3, 4, 5]", f"[{m[3]}, {m[4]}, {m[1]}, {m[2]}]", "[true, false, true, true]",
-             f'["{m[1]}", "{m[2]}", "{m[3]}", "{m[4]}"]', "[[1, 2], [3, 4]]", "[0, 0, 0, 0]"]), text),
-        text * rng.randint(2, 50),
-        text.upper(),
-        text.encode("utf-8", "replace").decode("latin-1"),
-    ])
+    return rng.choice(
+        [
+            text.replace("bbox_2d", rng.choice(["bbox", "box_2d", "BBOX_2D", "bbox_2d\u200b", ""])),
+            text.replace("[", "(").replace("]", ")"),
+            text.replace('"label"', '"label": 1, "x"'),
+            re.sub(
+                r"\[(\d+), (\d+), (\d+), (\d+)\]",
+                lambda m: rng.choice(
+                    [
+                        "[1, 2]",
+                        "[1, 2, 3, 4, 5]",
+                        f"[{m[3]}, {m[4]}, {m[1]}, {m[2]}]",
+                        "[true, false, true, true]",
+                        f'["{m[1]}", "{m[2]}", "{m[3]}", "{m[4]}"]',
+                        "[[1, 2], [3, 4]]",
+                        "[0, 0, 0, 0]",
+                    ]
+                ),
+                text,
+            ),
+            text * rng.randint(2, 50),
+            text.upper(),
+            text.encode("utf-8", "replace").decode("latin-1"),
+        ]
+    )
 
 
 MUTATIONS: list[Callable[[str, random.Random], str]] = [_numbers, _truncate, _insert, _delete, _fences, _huge_text,
@@ -196,5 +211,7 @@ def test_mutated_outputs_never_crash(policy: str, picture: Path) -> None:
         html = page(as_records(chunk), f"fuzz {policy}")
         assert html.count("<section class='card") == len(chunk)
     # the count the full run is quoted by (`pytest -s`): MGPO_FUZZ_N per policy, two policies
-    print(f"\nfuzz {policy}: {len(trajectories)} outputs ({distinct} distinct, {cfg.max_turns} turns each) through "
-          "the engine, scorer, record, terminal view and HTML export; 0 crashes")
+    print(
+        f"\nfuzz {policy}: {len(trajectories)} outputs ({distinct} distinct, {cfg.max_turns} turns each) through "
+        "the engine, scorer, record, terminal view and HTML export; 0 crashes"
+    )

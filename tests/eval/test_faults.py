@@ -157,8 +157,9 @@ def run_killed(kit, args: list[str], server: FakeServer, point: tuple[str, int])
     server.chats = 0
     server.on_models = (lambda: running[0].kill()) if where == "start" else (lambda: None)
     server.on_chat = (lambda i: running[0].kill() if i == n else None) if where == "chat" else (lambda i: None)
-    proc = subprocess.Popen(args, cwd=kit.repo, env=kit.env(**LOOPBACK), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args, cwd=kit.repo, env=kit.env(**LOOPBACK), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     running.append(proc)
     try:
         return proc.wait(timeout=300)

@@ -44,10 +44,10 @@ def test_run_json_records_the_fingerprint(first_run: EvalOptions) -> None:
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        ({"model": "another-model"}, "model: was \"scripted-model\", now \"another-model\""),
+        ({"model": "another-model"}, 'model: was "scripted-model", now "another-model"'),
         ({"protocol": ProtocolConfig.paper(max_turns=3)}, "protocol.max_turns: was 2, now 3"),
         ({"protocol": ProtocolConfig.paper(scoring="letter")}, "protocol.scoring"),
-        ({"tasks": ["mgpo_vstar_attr"]}, "tasks: was [\"mgpo_vstar\"], now [\"mgpo_vstar_attr\"]"),
+        ({"tasks": ["mgpo_vstar_attr"]}, 'tasks: was ["mgpo_vstar"], now ["mgpo_vstar_attr"]'),
         ({"sampling": Sampling.make(None, 1.0, None, 3)}, "sampling."),
         ({"shuffle_options": 7}, "shuffle_options: was null, now 7"),
     ],
