@@ -62,12 +62,10 @@ def load_image(
         raise ImageError(f"<image>: got {what}; give an image file path, bytes or a PIL image")
     if isinstance(source, Image.Image):
         name = "<image>"
-    else:
-        name = "embedded image" if isinstance(source, bytes) else str(source)
-    if isinstance(source, Image.Image):
         image = source
         _check_pixels(image.size, max_pixels, name)
     else:
+        name = "embedded image" if isinstance(source, bytes) else str(source)
         image = _open(source, max_pixels, name)
     try:
         with _decoding():

@@ -281,16 +281,10 @@ def build_results(
     config["protocol"] = opts.protocol.to_dict()
     config["sampling"] = opts.sampling.to_dict()
     out: dict[str, Any] = {"config": config, "wall_seconds": round(seconds, 2), "tasks": tasks}
-    failed = [r for r in rows if retryable(r)]
-    out["backend_failures"] = {
-        "count": len(failed),
-        "first": failed[0]["trajectory"]["error"] if failed else None,
-    }
-    refused = [r for r in rows if r.get("trajectory", {}).get("error") and not retryable(r)]
-    out["sample_failures"] = {  # a bad input (unreadable image, ...) or a bug: --resume would meet it again
-        "count": len(refused),
-        "first": refused[0]["trajectory"]["error"] if refused else None,
-    }
+    errored = [r for r in rows if r.get("trajectory", {}).get("error")]
+    out["backend_failures"] = _failures([r for r in errored if retryable(r)])
+    # a bad input (unreadable image, ...) or a bug: --resume would meet it again
+    out["sample_failures"] = _failures([r for r in errored if not retryable(r)])
     if opts.shuffle_options is not None:
         out["option_orders"] = {
             task: {
@@ -301,6 +295,10 @@ def build_results(
             for task in tasks
         }
     return out
+
+
+def _failures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"count": len(rows), "first": rows[0]["trajectory"]["error"] if rows else None}
 
 
 def incomplete(results: dict[str, Any], output_dir: Path) -> str | None:
