@@ -27,7 +27,7 @@ from PIL import Image
 
 from mgpo.engine import DEFAULT_MODEL, Engine, build_engine
 from mgpo.errors import MgpoError
-from mgpo.eval.run_log import RunLog
+from mgpo.eval.run_log import RunLog, merge_parts, process_log
 from mgpo.eval.tasks import doc_image, stock_task_error
 from mgpo.options import PROTOCOL_NAMES, foreign_options, split_options
 from mgpo.options import backend_options as backend_option_values
@@ -113,7 +113,8 @@ class LazySamples(Sequence[Sample]):
 
 class MgpoModel(lmms):
     """lmms-eval model wrapping mgpo's Engine. model_args: pretrained, backend, protocol, responses (scripted
-    backend), batch_size, trajectories (write trajectories.jsonl here), resume, and every option of mgpo.options
+    backend), batch_size, trajectories (append each finished sample to this JSONL file; under several processes
+    each rank appends to its own part, merged into the file at the end), resume, and every option of mgpo.options
     under its CLI name (max_turns, parsing, coords, box_policy, pixel limits, device, dtype, attn_implementation,
     vision_cache_mb, base_url, ..., sampling, temperature, top_p, seed)."""
 
@@ -171,14 +172,21 @@ class MgpoModel(lmms):
             raise MgpoError('under lmms-eval, key scripted responses by sample id: {"id": ..., "turns": [...]}')
         self.engine = engine
         self.mode = mode
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1:
             # several processes: lmms-eval shards the docs by rank and gathers through this Accelerator; without
             # cpu=True, CPU-only ranks never form their (gloo) group and each would evaluate alone
             import torch
             from accelerate import Accelerator
 
             self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
-        self.run_log = run_log or (RunLog(trajectories, resume=bool(resume)) if trajectories else None)
+        # given a run_log (mgpo eval), its owner merges the ranks' parts; given trajectories= (the lmms-eval CLI),
+        # this model does: each rank appends to its own part, merged into the file when generation ends
+        self._parts: list[Path] = []
+        self._trajectories = Path(trajectories) if trajectories else None
+        if run_log is None and trajectories:
+            run_log, self._parts = process_log(trajectories, None, bool(resume), rank, world)
+        self.run_log = run_log
         self.requested: set[tuple[str, str, int, int]] = set()  # keys lmms-eval asked for: what a run's results cover
 
     @property
@@ -240,7 +248,17 @@ class MgpoModel(lmms):
 
         # the engine schedules (one place, bounded memory); the hf backend's chunks are its own batch_size
         self.engine.run(samples, on_done=on_done)
+        if self._parts:
+            self._merge_parts()
         return [r if r is not None else "" for r in results]
+
+    def _merge_parts(self) -> None:
+        """Rank 0 merges every rank's part into the trajectories file once all ranks are done (lmms-eval calls
+        generate_until once per process, the shorter shares padded with a filler, so every rank gets here)."""
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            merge_parts(self._trajectories, self._parts)
+        self.accelerator.wait_for_everyone()
 
     def _sample(self, args: tuple, key: dict[str, Any]) -> Sample:
         """The Sample of one request, built when the engine reaches it; a broken doc becomes a failed sample."""

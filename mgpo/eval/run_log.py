@@ -90,6 +90,26 @@ class RunLog:
             self.on_row(row)
 
 
+def part_path(path: str | Path, rank: int | str) -> Path:
+    """The part file that process ``rank`` appends to under a multi-process launch: t.jsonl -> t.rank1.jsonl."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
+def process_log(
+    path: str | Path, images_dir: str | Path | None, resume: bool, rank: int, world: int
+) -> tuple[RunLog, list[Path]]:
+    """The RunLog of this process and every rank's part file ([] when run alone): one process appends to ``path``;
+    several each append to their own part (merged by rank 0 at the end), and on --resume every rank counts the merged
+    file and any part a killed run left as done."""
+    path = Path(path)
+    if world <= 1:
+        return RunLog(path, images_dir, resume=resume), []
+    parts = [part_path(path, r) for r in range(world)]
+    others = (path, *sorted(path.parent.glob(part_path(path, "*").name)))
+    return RunLog(parts[rank], images_dir or path.parent / "images", resume=resume, others=others), parts
+
+
 def merge_parts(path: str | Path, parts: list[Path]) -> int:
     """Append to ``path`` every row of the part files whose key it lacks (or holds only as a failed generation),
     then delete the parts; return how many rows were added. Run by one process, after the others finished."""

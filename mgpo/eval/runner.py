@@ -25,7 +25,7 @@ from mgpo.errors import MgpoError, one_line
 from mgpo.eval import metrics
 from mgpo.eval.docs import read_local_records
 from mgpo.eval.fingerprint import check_or_record, fingerprint
-from mgpo.eval.run_log import RunLog, merge_parts, read_rows, retryable, row_key
+from mgpo.eval.run_log import RunLog, merge_parts, process_log, read_rows, retryable, row_key
 from mgpo.eval.tasks import (
     TASKS_DIR,
     TaskDataError,
@@ -38,7 +38,6 @@ from mgpo.protocol import ProtocolConfig
 from mgpo.sampling import Sampling
 
 TRAJECTORIES = "trajectories.jsonl"
-PART = "trajectories.rank{rank}.jsonl"  # one per process under a multi-process launch, merged at the end
 RESULTS = "results.json"
 
 
@@ -150,11 +149,7 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
     engine = build_engine(opts.backend, opts.model, opts.protocol, opts.responses, opts.max_image_pixels,
                           **options)  # fmt: skip
     opts = replace(opts, protocol=engine.config)  # resolved for the model's family (its frame, its box convention)
-    parts = [out / PART.format(rank=r) for r in range(world)] if world > 1 else []
-    # one process appends to trajectories.jsonl; several each append to their own part (merged at the end), and
-    # on --resume every rank counts the merged file and any part a killed run left as done
-    others = (out / TRAJECTORIES, *sorted(out.glob(PART.format(rank="*")))) if parts else ()
-    run_log = RunLog(parts[rank] if parts else out / TRAJECTORIES, out / "images", resume=opts.resume, others=others)
+    run_log, parts = process_log(out / TRAJECTORIES, out / "images", opts.resume, rank, world)
     modes = [("grounded", opts.protocol)]
     if opts.ablate:
         modes.append(("direct", ProtocolConfig.direct(**_pipeline(opts.protocol))))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mgpo.errors import MgpoError
-from mgpo.eval.run_log import RunLog, merge_parts, read_rows
+from mgpo.eval.run_log import RunLog, merge_parts, process_log, read_rows
 
 
 def _row(doc_id: int) -> dict:
@@ -60,3 +60,19 @@ def test_merge_parts_adds_each_rank_once_and_a_retry_replaces_a_failed_row(tmp_p
     assert set(RunLog(parts[0], resume=True, others=(main, parts[1])).done) == {
         ("grounded", "mgpo_vstar", d, 0) for d in (0, 1, 2, 5)
     }
+
+
+def test_under_several_processes_each_rank_appends_to_its_own_part_and_resume_counts_them_all(tmp_path):
+    path = tmp_path / "t.jsonl"
+    log0, parts = process_log(path, None, False, rank=0, world=2)
+    log1, _ = process_log(path, None, False, rank=1, world=2)
+    assert parts == [tmp_path / "t.rank0.jsonl", tmp_path / "t.rank1.jsonl"]
+    log0.write(_row(0))
+    log1.write(_row(1))
+    assert not path.exists() and [r["doc_id"] for r in read_rows(parts[1])] == [1]
+    # killed before the merge: a resumed rank counts what every part and the merged file hold as done
+    merge_parts(path, parts[:1])
+    again, _ = process_log(path, None, True, rank=1, world=2)
+    assert {k[2] for k in again.done} == {0, 1}
+    alone, none = process_log(path, None, True, rank=0, world=1)
+    assert alone.path == path and none == []
