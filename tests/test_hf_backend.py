@@ -61,3 +61,20 @@ def test_missing_or_broken_model_dir(tmp_path) -> None:
     (tmp_path / "broken" / "config.json").write_text("{not json")
     with pytest.raises(ModelLoadError, match="cannot load model"):
         HFBackend(str(tmp_path / "broken"))
+
+
+@pytest.mark.parametrize(("local_rank", "expected"), [("0", "cuda:0"), ("3", "cuda:1"), (None, "cuda"), ("x", "cuda")])
+def test_auto_device_under_a_launcher_is_this_ranks_own_gpu(monkeypatch, local_rank, expected) -> None:
+    """One process per GPU (accelerate launch / torchrun sets LOCAL_RANK): rank r takes GPU r (modulo the count), so
+    eight ranks never all load onto cuda:0; the selection only, on a CPU machine with the CUDA queries stood in."""
+    import torch
+
+    from mgpo.backends.hf import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    if local_rank is None:
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+    assert resolve_device("auto") == expected
