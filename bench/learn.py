@@ -80,11 +80,10 @@ MAIN = Task()
 # 8 px wide (under a third of one 28-px visual token) and only the crop (the frame's 256 px at 224x224) shows it
 # clearly, 56 px wide: what the paper claims grounding is for
 FINE = Task(size=1792, frame=(1280, 256, 1536, 512), patch=64)
-SIZE, FRAME = MAIN.size, list(MAIN.frame)
 DISTRACTOR = os.environ.get("LEARN_DISTRACTOR", "0") == "1"
 # the valid-box run's invalid box: the frame's box with x2 one digit off, [160, 32, 182, 64] in the model frame
 # (192 -> 182), 22 px wide, under the rules' minimum side (28): which box turn 1 writes is one token
-NARROW = [FRAME[0], FRAME[1], FRAME[2] - 20, FRAME[3]]
+NARROW = [MAIN.frame[0], MAIN.frame[1], MAIN.frame[2] - 20, MAIN.frame[3]]
 COLOURS = {"red": (220, 40, 40), "blue": (40, 60, 220)}
 CHOICES = ["red", "blue"]
 QUESTION = "What colour is the patch inside the black frame?"

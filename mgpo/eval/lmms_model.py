@@ -14,7 +14,6 @@ and their scorers misread \\boxed{} answers.
 from __future__ import annotations
 
 import io
-import os
 import threading
 import warnings
 from collections import Counter
@@ -27,7 +26,7 @@ from PIL import Image
 
 from mgpo.engine import DEFAULT_MODEL, Engine, build_engine
 from mgpo.errors import MgpoError
-from mgpo.eval.run_log import RunLog, merge_parts, process_log
+from mgpo.eval.run_log import RunLog, merge_parts, process_index, process_log
 from mgpo.eval.tasks import doc_image, stock_task_error
 from mgpo.options import PROTOCOL_NAMES, foreign_options, split_options
 from mgpo.options import backend_options as backend_option_values
@@ -172,7 +171,7 @@ class MgpoModel(lmms):
             raise MgpoError('under lmms-eval, key scripted responses by sample id: {"id": ..., "turns": [...]}')
         self.engine = engine
         self.mode = mode
-        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        rank, world = process_index()
         if world > 1:
             # several processes: lmms-eval shards the docs by rank and gathers through this Accelerator; without
             # cpu=True, CPU-only ranks never form their (gloo) group and each would evaluate alone

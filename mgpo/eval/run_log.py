@@ -90,6 +90,11 @@ class RunLog:
             self.on_row(row)
 
 
+def process_index() -> tuple[int, int]:
+    """(rank, world size) of this process, from the launcher's environment; (0, 1) when run alone."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
 def part_path(path: str | Path, rank: int | str) -> Path:
     """The part file that process ``rank`` appends to under a multi-process launch: t.jsonl -> t.rank1.jsonl."""
     path = Path(path)

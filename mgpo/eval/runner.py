@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from mgpo.errors import MgpoError, one_line
 from mgpo.eval import metrics
 from mgpo.eval.docs import read_local_records
 from mgpo.eval.fingerprint import check_or_record, fingerprint
-from mgpo.eval.run_log import RunLog, merge_parts, process_log, read_rows, retryable, row_key
+from mgpo.eval.run_log import RunLog, merge_parts, process_index, process_log, read_rows, retryable, row_key
 from mgpo.eval.tasks import (
     TASKS_DIR,
     TaskDataError,
@@ -182,11 +181,6 @@ def run_eval(opts: EvalOptions, console: Console | None = None) -> dict[str, Any
 # Several processes (accelerate launch / torchrun): lmms-eval gives each rank its share of the docs (and pads the
 # shorter shares with a filler request, which the model skips); each rank records its samples in its own part file;
 # rank 0 merges the parts into trajectories.jsonl once every rank is done, and writes results.json.
-
-
-def process_index() -> tuple[int, int]:
-    """(rank, world size) of this process, from the launcher's environment; (0, 1) when run alone."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def _gather_parts(out: Path, parts: list[Path], requested: set, rank: int) -> set:
